@@ -1,0 +1,1 @@
+//! The llava-quantize pipeline.
