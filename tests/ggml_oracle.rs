@@ -26,7 +26,7 @@ unsafe extern "C" {
     fn dequantize_row_q8_K(x: *const c_void, y: *mut f32, k: i64);
 }
 
-const BLOCK_TYPES: [GgmlType; 12] = [
+const BLOCK_TYPES: [GgmlType; 13] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -39,6 +39,7 @@ const BLOCK_TYPES: [GgmlType; 12] = [
     GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::Q8_K,
+    GgmlType::IQ4_NL,
 ];
 
 /// ggml's f16 -> f32 lookup table (used by every `to_float`) is filled by the first
@@ -306,7 +307,7 @@ fn check_quantize_and_dequantize(ty: GgmlType, seed: u64) -> usize {
 /// Byte offsets of a block's f16 scales (or, for Q8_K, its f32 scale).
 fn scale_offsets(ty: GgmlType) -> &'static [usize] {
     match ty {
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => &[0],
         GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_1 | GgmlType::Q4_K | GgmlType::Q5_K => {
             &[0, 2]
         }
@@ -375,6 +376,7 @@ oracle_tests! {
     q5_k: Q5_K, 10;
     q6_k: Q6_K, 11;
     q8_k: Q8_K, 12;
+    iq4_nl: IQ4_NL, 13;
 }
 
 #[test]

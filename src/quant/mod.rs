@@ -11,6 +11,7 @@
 mod blocks;
 mod c_math;
 mod float;
+mod iq4_nl;
 mod kquants;
 mod kquants_helpers;
 mod legacy;
@@ -25,6 +26,10 @@ pub use blocks::{
     BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
 };
 pub use float::{Bf16Bits, bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+pub use iq4_nl::{
+    KVALUES_IQ4NL, dequantize_block_iq4_nl, dequantize_row_iq4_nl, quantize_block_iq4_nl,
+    quantize_row_iq4_nl,
+};
 pub use kquants::{
     dequantize_block_q2_k, dequantize_block_q3_k, dequantize_block_q4_k, dequantize_block_q5_k,
     dequantize_block_q6_k, dequantize_block_q8_k, dequantize_row_q2_k, dequantize_row_q3_k,
@@ -94,6 +99,9 @@ macro_rules! dispatch {
             Q5_K => rows::$f::<BlockQ5K, { BlockQ5K::ELEMS }, { BlockQ5K::BYTES }>($($arg),*),
             Q6_K => rows::$f::<BlockQ6K, { BlockQ6K::ELEMS }, { BlockQ6K::BYTES }>($($arg),*),
             Q8_K => rows::$f::<BlockQ8K, { BlockQ8K::ELEMS }, { BlockQ8K::BYTES }>($($arg),*),
+            IQ4_NL => {
+                rows::$f::<BlockIq4Nl, { BlockIq4Nl::ELEMS }, { BlockIq4Nl::BYTES }>($($arg),*)
+            }
             other => Err(QuantError::Unsupported(other)),
         }
     }};
