@@ -234,7 +234,7 @@ mod tests {
             actual: 145,
         };
         assert_eq!(
-            quantize_row(ty, &[0.0; 256], &mut vec![0u8; 145]),
+            quantize_row(ty, &[0.0; 256], &mut [0u8; 145]),
             Err(long)
         );
         let f16 = GgmlType::F16;

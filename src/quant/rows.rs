@@ -8,7 +8,7 @@ use crate::GgmlType;
 /// The number of whole blocks in `n` elements, or an error naming the partial block.
 pub(crate) fn whole_blocks(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
     let block = ty.block_size();
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(QuantError::PartialBlock {
             ty,
             elements: n,
