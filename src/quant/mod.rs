@@ -6,7 +6,8 @@
 //!
 //! Quantization without an importance matrix is byte-identical to ggml's `ggml_quantize_chunk`
 //! (the `quantize_row_*_reference` functions), dequantization bit-identical to its `to_float`;
-//! `tests/ggml_oracle.rs` checks both against ggml itself. See docs/block-formats.md.
+//! `tests/ggml_oracle.rs` checks both against ggml itself. Formats: F32, F16, BF16, Q4_0, Q4_1,
+//! Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K and IQ4_NL; see docs/block-formats.md.
 
 mod blocks;
 mod c_math;
@@ -233,10 +234,7 @@ mod tests {
             expected: 144,
             actual: 145,
         };
-        assert_eq!(
-            quantize_row(ty, &[0.0; 256], &mut [0u8; 145]),
-            Err(long)
-        );
+        assert_eq!(quantize_row(ty, &[0.0; 256], &mut [0u8; 145]), Err(long));
         let f16 = GgmlType::F16;
         let odd = QuantError::LengthMismatch {
             ty: f16,
