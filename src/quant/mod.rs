@@ -15,6 +15,7 @@ mod float;
 mod iq4_nl;
 mod kquants;
 mod kquants_helpers;
+mod kquants_k4;
 mod legacy;
 mod rows;
 
@@ -32,12 +33,14 @@ pub use iq4_nl::{
     quantize_row_iq4_nl,
 };
 pub use kquants::{
-    dequantize_block_q2_k, dequantize_block_q3_k, dequantize_block_q4_k, dequantize_block_q5_k,
-    dequantize_block_q6_k, dequantize_block_q8_k, dequantize_row_q2_k, dequantize_row_q3_k,
-    dequantize_row_q4_k, dequantize_row_q5_k, dequantize_row_q6_k, dequantize_row_q8_k,
-    quantize_block_q2_k, quantize_block_q3_k, quantize_block_q4_k, quantize_block_q5_k,
-    quantize_block_q6_k, quantize_block_q8_k, quantize_row_q2_k, quantize_row_q3_k,
-    quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
+    dequantize_block_q2_k, dequantize_block_q3_k, dequantize_block_q6_k, dequantize_block_q8_k,
+    dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q6_k, dequantize_row_q8_k,
+    quantize_block_q2_k, quantize_block_q3_k, quantize_block_q6_k, quantize_block_q8_k,
+    quantize_row_q2_k, quantize_row_q3_k, quantize_row_q6_k, quantize_row_q8_k,
+};
+pub use kquants_k4::{
+    dequantize_block_q4_k, dequantize_block_q5_k, dequantize_row_q4_k, dequantize_row_q5_k,
+    quantize_block_q4_k, quantize_block_q5_k, quantize_row_q4_k, quantize_row_q5_k,
 };
 pub use legacy::{
     dequantize_block_q4_0, dequantize_block_q4_1, dequantize_block_q5_0, dequantize_block_q5_1,
