@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use llava::gguf::{GgufFile, inspect};
 
 #[derive(Parser)]
-#[command(name = "llava", version, about = "Run LLaVA vision-language models from GGUF files")]
+#[command(
+    name = "llava",
+    version,
+    about = "Run LLaVA vision-language models from GGUF files"
+)]
 // Later: a default mode with llama.cpp-style flags (-m, -p, ...) beside the subcommands.
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -65,7 +69,10 @@ fn run_inspect(path: &std::path::Path, json: bool, full: bool) -> Result<(), Str
 /// Writes to stdout; a closed pipe (`llava inspect f | head`) is not an error.
 fn write_stdout(text: &str) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(format!("writing to stdout: {e}")),

@@ -23,7 +23,11 @@ impl<'a> Cursor<'a> {
         (self.bytes.len() - self.pos) as u64
     }
 
-    pub(crate) fn take(&mut self, n: u64, what: impl FnOnce() -> String) -> Result<&'a [u8], GgufError> {
+    pub(crate) fn take(
+        &mut self,
+        n: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<&'a [u8], GgufError> {
         let available = self.bytes.len() - self.pos;
         match usize::try_from(n) {
             Ok(n) if n <= available => {
@@ -40,7 +44,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn array<const N: usize>(&mut self, what: impl FnOnce() -> String) -> Result<[u8; N], GgufError> {
+    fn array<const N: usize>(
+        &mut self,
+        what: impl FnOnce() -> String,
+    ) -> Result<[u8; N], GgufError> {
         let bytes = self.take(N as u64, what)?;
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);

@@ -69,7 +69,11 @@ pub enum GgufError {
     InvalidBool { key: String, offset: u64, byte: u8 },
 
     #[error("key '{key}': arrays nested deeper than {limit} levels at offset {offset}")]
-    NestingTooDeep { key: String, offset: u64, limit: usize },
+    NestingTooDeep {
+        key: String,
+        offset: u64,
+        limit: usize,
+    },
 
     #[error("duplicate metadata key '{key}' (second occurrence at offset {offset})")]
     DuplicateKey { key: String, offset: u64 },
@@ -116,7 +120,9 @@ pub enum GgufError {
         data_size: u64,
     },
 
-    #[error("tensor '{tensor}': data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error(
+        "tensor '{tensor}': data offset {offset} is not a multiple of the alignment {alignment}"
+    )]
     MisalignedTensor {
         tensor: String,
         offset: u64,

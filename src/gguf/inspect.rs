@@ -154,7 +154,9 @@ fn format_float(v: f64, shortest: String) -> String {
     let magnitude = v.abs();
     if magnitude != 0.0 && magnitude.is_finite() && !(1e-5..1e16).contains(&magnitude) {
         // `{:e}` of the shortest decimal: re-parse it so f32 values keep their short form.
-        shortest.parse::<f64>().map_or(shortest, |x| format!("{x:e}"))
+        shortest
+            .parse::<f64>()
+            .map_or(shortest, |x| format!("{x:e}"))
     } else {
         shortest
     }

@@ -13,7 +13,9 @@ pub use error::GgufError;
 pub use header::{GgufHeader, MAX_ARRAY_NESTING, MetadataEntry, TensorInfo};
 pub use reader::GgufFile;
 pub use value::{GgufArray, GgufValue, GgufValueType, MixedArrayError};
-pub use writer::{GGUF_WRITE_VERSION, GgufDataWriter, GgufWriter, MAX_TENSOR_NAME_LEN, TensorWriter};
+pub use writer::{
+    GGUF_WRITE_VERSION, GgufDataWriter, GgufWriter, MAX_TENSOR_NAME_LEN, TensorWriter,
+};
 
 /// The first four bytes of every GGUF file.
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";

@@ -25,7 +25,9 @@ impl GgufValueType {
     /// Every value type, in id order.
     pub const ALL: [GgufValueType; 13] = {
         use GgufValueType::*;
-        [U8, I8, U16, I16, U32, I32, F32, Bool, String, Array, U64, I64, F64]
+        [
+            U8, I8, U16, I16, U32, I32, F32, Bool, String, Array, U64, I64, F64,
+        ]
     };
 
     /// The type with file id `id`, or `None` for an id GGUF does not define.
@@ -387,7 +389,10 @@ mod tests {
         assert_eq!(err.found, GgufValueType::I32);
         let strings = GgufValue::from(vec!["a", "b"]);
         assert_eq!(strings.as_string_array(), Some(vec!["a", "b"]));
-        assert_eq!(GgufValue::from(vec![1u8, 2]).as_i32_array(), Some(vec![1, 2]));
+        assert_eq!(
+            GgufValue::from(vec![1u8, 2]).as_i32_array(),
+            Some(vec![1, 2])
+        );
         assert_eq!(GgufValue::from(vec![1u8, 2]).as_string_array(), None);
     }
 }
