@@ -1,0 +1,371 @@
+//! The writer: round trips through our reader, byte layout against an independent encoding,
+//! atomicity, determinism, and refusal of what llama.cpp could not read.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use common::*;
+use llava::GgmlType;
+use llava::gguf::{GgufArray, GgufError, GgufFile, GgufValue, GgufValueType, GgufWriter};
+
+/// One value of every type, arrays of every element type, nested and empty arrays.
+fn every_value() -> Vec<(&'static str, GgufValue)> {
+    let nested = GgufArray::new(
+        GgufValueType::Array,
+        vec![
+            GgufValue::from(vec![1i32, 2]),
+            GgufValue::from(Vec::<i32>::new()),
+            GgufValue::from(vec![3i32]),
+        ],
+    )
+    .unwrap();
+    let nested_strings = GgufArray::new(
+        GgufValueType::Array,
+        vec![GgufValue::from(vec!["a", "bc"]), GgufValue::from(vec![""])],
+    )
+    .unwrap();
+    let doubly_nested =
+        GgufArray::new(GgufValueType::Array, vec![GgufValue::Array(nested.clone())]).unwrap();
+    vec![
+        ("v.u8", GgufValue::U8(250)),
+        ("v.i8", GgufValue::I8(-128)),
+        ("v.u16", GgufValue::U16(65535)),
+        ("v.i16", GgufValue::I16(-32768)),
+        ("v.u32", GgufValue::U32(u32::MAX)),
+        ("v.i32", GgufValue::I32(i32::MIN)),
+        ("v.f32", GgufValue::F32(-0.1)),
+        ("v.f32_inf", GgufValue::F32(f32::INFINITY)),
+        ("v.bool", GgufValue::Bool(true)),
+        ("v.str", GgufValue::from("tokenizer ✓ \u{0} end")),
+        ("v.str_empty", GgufValue::from("")),
+        ("v.u64", GgufValue::U64(u64::MAX)),
+        ("v.i64", GgufValue::I64(i64::MIN)),
+        ("v.f64", GgufValue::F64(1e-300)),
+        ("a.u8", GgufValue::from(vec![0u8, 255])),
+        ("a.i8", GgufValue::from(vec![-1i8, 1])),
+        ("a.u16", GgufValue::from(vec![1u16, 2, 3])),
+        ("a.i16", GgufValue::from(vec![-5i16])),
+        ("a.u32", GgufValue::from(vec![7u32; 10])),
+        ("a.i32", GgufValue::from(vec![-7i32, 7])),
+        ("a.f32", GgufValue::from(vec![1.5f32, -0.0, 1e-40])),
+        ("a.bool", GgufValue::from(vec![false, true, false])),
+        ("a.str", GgufValue::from(vec!["<unk>", "<s>", "</s>", "▁a"])),
+        ("a.u64", GgufValue::from(vec![u64::MAX, 0])),
+        ("a.i64", GgufValue::from(vec![i64::MIN, i64::MAX])),
+        ("a.f64", GgufValue::from(vec![0.25f64, -1e300])),
+        ("a.empty", GgufValue::from(Vec::<f32>::new())),
+        ("a.nested", GgufValue::Array(nested)),
+        ("a.nested_str", GgufValue::Array(nested_strings)),
+        ("a.nested2", GgufValue::Array(doubly_nested)),
+    ]
+}
+
+/// (name, dims, type) of the tensors written; data is a deterministic byte pattern.
+fn some_tensors() -> Vec<(&'static str, Vec<u64>, GgmlType)> {
+    vec![
+        ("f32.weight", vec![5, 3], GgmlType::F32),
+        ("f16.weight", vec![7], GgmlType::F16),
+        ("bf16.weight", vec![4, 1, 2], GgmlType::BF16),
+        ("q8_0.weight", vec![64, 3], GgmlType::Q8_0),
+        ("q4_k.weight", vec![256, 2, 1, 1], GgmlType::Q4_K),
+        ("empty.weight", vec![0, 4], GgmlType::F32),
+        ("scalar", vec![], GgmlType::F32),
+        ("q6_k.weight", vec![512], GgmlType::Q6_K),
+    ]
+}
+
+fn pattern(seed: usize, len: u64) -> Vec<u8> {
+    (0..len as usize)
+        .map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(101)) as u8)
+        .collect()
+}
+
+fn n_bytes(dims: &[u64], t: GgmlType) -> u64 {
+    t.bytes_for(dims.iter().product()).unwrap()
+}
+
+/// Writes every value and every tensor to `path`, with `alignment` if given.
+fn write_full_file(path: &Path, alignment: Option<u32>) {
+    let mut w = GgufWriter::new(path);
+    w.add_metadata("general.architecture", "llama").unwrap();
+    if let Some(a) = alignment {
+        w.add_metadata("general.alignment", a).unwrap();
+    }
+    for (key, value) in every_value() {
+        w.add_metadata(key, value).unwrap();
+    }
+    for (name, dims, t) in some_tensors() {
+        w.add_tensor(name, &dims, t).unwrap();
+    }
+    let mut data = w.write_header().unwrap();
+    for (i, (name, dims, t)) in some_tensors().into_iter().enumerate() {
+        let bytes = pattern(i, n_bytes(&dims, t));
+        if i % 2 == 0 {
+            data.write_tensor(name, &bytes).unwrap();
+        } else {
+            // In uneven chunks, through io::Write.
+            let mut tensor = data.begin_tensor(name).unwrap();
+            for chunk in bytes.chunks(5) {
+                tensor.write_all(chunk).unwrap();
+            }
+            tensor.finish().unwrap();
+        }
+    }
+    data.finish().unwrap();
+}
+
+fn same_value(a: &GgufValue, b: &GgufValue) -> bool {
+    // Bitwise for floats (-0.0, denormals); everything else by value.
+    match (a, b) {
+        (GgufValue::F32(x), GgufValue::F32(y)) => x.to_bits() == y.to_bits(),
+        (GgufValue::F64(x), GgufValue::F64(y)) => x.to_bits() == y.to_bits(),
+        (GgufValue::Array(x), GgufValue::Array(y)) => {
+            x.elem_type() == y.elem_type()
+                && x.len() == y.len()
+                && x.items()
+                    .iter()
+                    .zip(y.items())
+                    .all(|(p, q)| same_value(p, q))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn round_trip_every_value_type_and_several_tensor_types_and_alignments() {
+    let dir = temp_dir();
+    for alignment in [None, Some(1), Some(8), Some(64), Some(4096)] {
+        let path = dir.path().join(format!("m{alignment:?}.gguf"));
+        write_full_file(&path, alignment);
+        let file = GgufFile::open(&path).unwrap();
+        let expected_alignment = alignment.map_or(32, u64::from);
+        assert_eq!(file.version(), 3);
+        assert_eq!(file.alignment(), expected_alignment);
+        assert_eq!(file.data_offset() % expected_alignment, 0);
+
+        let mut expected = vec![("general.architecture".to_owned(), GgufValue::from("llama"))];
+        if let Some(a) = alignment {
+            expected.push(("general.alignment".to_owned(), GgufValue::U32(a)));
+        }
+        expected.extend(every_value().into_iter().map(|(k, v)| (k.to_owned(), v)));
+        assert_eq!(file.metadata().len(), expected.len());
+        for (entry, (key, value)) in file.metadata().iter().zip(&expected) {
+            assert_eq!(&entry.key, key);
+            assert!(
+                same_value(&entry.value, value),
+                "{key}: {:?} != {value:?}",
+                entry.value
+            );
+        }
+
+        assert_eq!(file.tensors().len(), some_tensors().len());
+        let mut covered = vec![false; file.file_size() as usize];
+        for (i, (info, (name, dims, t))) in file.tensors().iter().zip(some_tensors()).enumerate() {
+            assert_eq!(info.name, name);
+            assert_eq!(info.dims, dims);
+            assert_eq!(info.ggml_type, t);
+            assert_eq!(info.n_bytes, n_bytes(&dims, t));
+            assert_eq!(info.offset % expected_alignment, 0);
+            assert_eq!(file.tensor_data(info), pattern(i, info.n_bytes).as_slice());
+            let start = (file.data_offset() + info.offset) as usize;
+            covered[start..start + info.n_bytes as usize].fill(true);
+        }
+        // Everything in the data section outside tensor data is zero padding, and the file ends
+        // at the last tensor's padded end.
+        let data = &file.bytes()[file.data_offset() as usize..];
+        let uncovered = &covered[file.data_offset() as usize..];
+        assert!(data.iter().zip(uncovered).all(|(&b, &c)| c || b == 0));
+        assert_eq!(file.file_size() % expected_alignment, 0);
+    }
+}
+
+#[test]
+fn writes_byte_for_byte_what_an_independent_encoder_writes() {
+    let dir = temp_dir();
+    let path = dir.path().join("small.gguf");
+    let mut w = GgufWriter::new(&path);
+    w.add_metadata("general.architecture", "llama").unwrap();
+    w.add_metadata("test.count", 7u32).unwrap();
+    w.add_tensor("a", &[8], GgmlType::F32).unwrap();
+    w.add_tensor("b", &[2, 2], GgmlType::F32).unwrap();
+    let mut data = w.write_header().unwrap();
+    let bytes: Vec<u8> = (0..48).collect();
+    data.write_tensor("a", &bytes[..32]).unwrap();
+    data.write_tensor("b", &bytes[32..]).unwrap();
+    data.finish().unwrap();
+    // small_valid_file's last tensor is 16 bytes, which the writer pads to 32.
+    let mut expected = small_valid_file();
+    expected.resize(expected.len() + 16, 0);
+    assert_eq!(std::fs::read(&path).unwrap(), expected);
+}
+
+#[test]
+fn output_is_deterministic() {
+    let dir = temp_dir();
+    let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+    write_full_file(&a, Some(64));
+    write_full_file(&b, Some(64));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A writer with two F32 tensors `a` (8 elements) and `b` (4), header written.
+fn two_tensor_writer(path: &Path) -> llava::gguf::GgufDataWriter {
+    let mut w = GgufWriter::new(path);
+    w.add_tensor("a", &[8], GgmlType::F32).unwrap();
+    w.add_tensor("b", &[4], GgmlType::F32).unwrap();
+    w.write_header().unwrap()
+}
+
+#[test]
+fn unfinished_or_failed_writes_leave_no_file() {
+    let dir = temp_dir();
+    let path = dir.path().join("out.gguf");
+
+    // Dropped after the header.
+    drop(two_tensor_writer(&path));
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new());
+
+    // Dropped in the middle of a tensor.
+    let mut data = two_tensor_writer(&path);
+    data.begin_tensor("a")
+        .unwrap()
+        .write_chunk(&[0; 8])
+        .unwrap();
+    drop(data);
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new());
+
+    // Too few bytes.
+    let mut data = two_tensor_writer(&path);
+    let mut t = data.begin_tensor("a").unwrap();
+    t.write_chunk(&[0; 31]).unwrap();
+    let err = t.finish().unwrap_err();
+    assert!(
+        matches!(&err, GgufError::TensorSizeMismatch { tensor, expected: 32, written: 31 } if tensor == "a"),
+        "{err}"
+    );
+    drop(data);
+
+    // Too many bytes.
+    let mut data = two_tensor_writer(&path);
+    let mut t = data.begin_tensor("a").unwrap();
+    t.write_chunk(&[0; 30]).unwrap();
+    assert!(matches!(
+        t.write_chunk(&[0; 3]),
+        Err(GgufError::TensorSizeMismatch { written: 33, .. })
+    ));
+    drop(data);
+
+    // A tensor left unfinished, then finish().
+    let mut data = two_tensor_writer(&path);
+    data.write_tensor("a", &[0; 32]).unwrap();
+    data.begin_tensor("b")
+        .unwrap()
+        .write_chunk(&[0; 4])
+        .unwrap();
+    assert!(matches!(
+        data.finish(),
+        Err(GgufError::TensorSizeMismatch { written: 4, .. })
+    ));
+
+    // Out of order, unknown, and missing tensors.
+    let mut data = two_tensor_writer(&path);
+    assert!(matches!(
+        data.begin_tensor("b").err().unwrap(),
+        GgufError::TensorOutOfOrder { .. }
+    ));
+    assert!(matches!(
+        data.begin_tensor("zzz").err().unwrap(),
+        GgufError::UnexpectedTensor { .. }
+    ));
+    data.write_tensor("a", &[0; 32]).unwrap();
+    let err = data.finish().unwrap_err();
+    assert!(
+        matches!(&err, GgufError::TensorNotWritten { tensor } if tensor == "b"),
+        "{err}"
+    );
+
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_write_keeps_the_previous_file() {
+    let dir = temp_dir();
+    let path = dir.path().join("model.gguf");
+    std::fs::write(&path, b"previous contents").unwrap();
+    let mut data = two_tensor_writer(&path);
+    data.write_tensor("a", &[0; 32]).unwrap();
+    drop(data);
+    assert_eq!(std::fs::read(&path).unwrap(), b"previous contents");
+    assert_eq!(dir_entries(dir.path()), vec!["model.gguf".to_owned()]);
+
+    // And a successful one replaces it.
+    let mut data = two_tensor_writer(&path);
+    data.write_tensor("a", &[1; 32]).unwrap();
+    data.write_tensor("b", &[2; 16]).unwrap();
+    data.finish().unwrap();
+    assert_eq!(
+        GgufFile::open(&path)
+            .unwrap()
+            .tensor_data_by_name("b")
+            .unwrap(),
+        &[2; 16]
+    );
+    assert_eq!(dir_entries(dir.path()), vec!["model.gguf".to_owned()]);
+}
+
+#[test]
+fn refuses_what_llama_cpp_could_not_read() {
+    let mut w = GgufWriter::new("unused.gguf");
+    w.add_metadata("k", 1u32).unwrap();
+    assert!(matches!(
+        w.add_metadata("k", 2u32),
+        Err(GgufError::DuplicateKey { .. })
+    ));
+    for bad in [0u32, 24] {
+        assert!(matches!(
+            w.add_metadata("general.alignment", bad),
+            Err(GgufError::BadAlignment { .. })
+        ));
+    }
+    assert!(matches!(
+        w.add_metadata("general.alignment", 32u64),
+        Err(GgufError::WrongValueType { .. })
+    ));
+    w.add_tensor("t", &[32], GgmlType::Q8_0).unwrap();
+    assert!(matches!(
+        w.add_tensor("t", &[32], GgmlType::Q8_0),
+        Err(GgufError::DuplicateTensor { .. })
+    ));
+    assert!(matches!(
+        w.add_tensor("u", &[1, 1, 1, 1, 1], GgmlType::F32),
+        Err(GgufError::TooManyDims { .. })
+    ));
+    assert!(matches!(
+        w.add_tensor("u", &[16], GgmlType::Q8_0),
+        Err(GgufError::NotWholeBlocks { .. })
+    ));
+    assert!(matches!(
+        w.add_tensor("x".repeat(64), &[1], GgmlType::F32),
+        Err(GgufError::TensorNameTooLong { len: 64, .. })
+    ));
+    w.add_tensor("x".repeat(63), &[1], GgmlType::F32).unwrap();
+    let mut deep = GgufValue::from(vec![1u8]);
+    for _ in 0..llava::gguf::MAX_ARRAY_NESTING {
+        deep = GgufValue::Array(GgufArray::new(GgufValueType::Array, vec![deep]).unwrap());
+    }
+    assert!(matches!(
+        w.add_metadata("deep", deep),
+        Err(GgufError::WriterNestingTooDeep { .. })
+    ));
+}
