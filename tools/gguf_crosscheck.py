@@ -9,13 +9,12 @@ The canonical JSON (also built by tests/gguf_crosscheck.rs from llava-rs's reade
   {"version", "alignment", "data_offset",
    "metadata": [{"key", "value"}...],      value = {"t": type, "v": ...}; arrays have "elem"
    "tensors": [{"name", "type" (ggml id), "dims" (ne order), "offset" (relative), "n_bytes",
-                "sha256"}...]}
+                "data" (hex)}...]}
 Floats are given as their IEEE bit patterns so that the comparison is exact (NaN included).
 Needs the `gguf` and `numpy` packages.
 """
 
 import argparse
-import hashlib
 import json
 import sys
 
@@ -135,7 +134,7 @@ def read(path: str) -> dict:
                 "dims": [int(d) for d in t.shape],
                 "offset": int(t.field.parts[5][0]),
                 "n_bytes": int(t.n_bytes),
-                "sha256": hashlib.sha256(t.data.tobytes()).hexdigest(),
+                "data": t.data.tobytes().hex(),
             }
         )
     return {

@@ -2,7 +2,11 @@
 //! build valid files and deliberately broken ones byte by byte.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use llava::GgmlType;
+use llava::gguf::{GgufArray, GgufValue, GgufValueType, GgufWriter};
 
 /// Appends little-endian GGUF primitives to a byte vector.
 #[derive(Default, Clone)]
@@ -110,4 +114,111 @@ pub fn temp_dir() -> tempfile::TempDir {
 /// The crate root.
 pub fn crate_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One value of every type, arrays of every element type, nested and empty arrays.
+pub fn every_value() -> Vec<(&'static str, GgufValue)> {
+    let nested = GgufArray::new(
+        GgufValueType::Array,
+        vec![
+            GgufValue::from(vec![1i32, 2]),
+            GgufValue::from(Vec::<i32>::new()),
+            GgufValue::from(vec![3i32]),
+        ],
+    )
+    .unwrap();
+    let nested_strings = GgufArray::new(
+        GgufValueType::Array,
+        vec![GgufValue::from(vec!["a", "bc"]), GgufValue::from(vec![""])],
+    )
+    .unwrap();
+    let doubly_nested =
+        GgufArray::new(GgufValueType::Array, vec![GgufValue::Array(nested.clone())]).unwrap();
+    vec![
+        ("v.u8", GgufValue::U8(250)),
+        ("v.i8", GgufValue::I8(-128)),
+        ("v.u16", GgufValue::U16(65535)),
+        ("v.i16", GgufValue::I16(-32768)),
+        ("v.u32", GgufValue::U32(u32::MAX)),
+        ("v.i32", GgufValue::I32(i32::MIN)),
+        ("v.f32", GgufValue::F32(-0.1)),
+        ("v.f32_inf", GgufValue::F32(f32::INFINITY)),
+        ("v.f32_nan", GgufValue::F32(f32::from_bits(0x7fc0_1234))),
+        ("v.bool", GgufValue::Bool(true)),
+        ("v.str", GgufValue::from("tokenizer ✓ \u{0} end")),
+        ("v.str_empty", GgufValue::from("")),
+        ("v.u64", GgufValue::U64(u64::MAX)),
+        ("v.i64", GgufValue::I64(i64::MIN)),
+        ("v.f64", GgufValue::F64(1e-300)),
+        ("a.u8", GgufValue::from(vec![0u8, 255])),
+        ("a.i8", GgufValue::from(vec![-1i8, 1])),
+        ("a.u16", GgufValue::from(vec![1u16, 2, 3])),
+        ("a.i16", GgufValue::from(vec![-5i16])),
+        ("a.u32", GgufValue::from(vec![7u32; 10])),
+        ("a.i32", GgufValue::from(vec![-7i32, 7])),
+        ("a.f32", GgufValue::from(vec![1.5f32, -0.0, 1e-40])),
+        ("a.bool", GgufValue::from(vec![false, true, false])),
+        ("a.str", GgufValue::from(vec!["<unk>", "<s>", "</s>", "▁a"])),
+        ("a.u64", GgufValue::from(vec![u64::MAX, 0])),
+        ("a.i64", GgufValue::from(vec![i64::MIN, i64::MAX])),
+        ("a.f64", GgufValue::from(vec![0.25f64, -1e300])),
+        ("a.empty", GgufValue::from(Vec::<f32>::new())),
+        ("a.nested", GgufValue::Array(nested)),
+        ("a.nested_str", GgufValue::Array(nested_strings)),
+        ("a.nested2", GgufValue::Array(doubly_nested)),
+    ]
+}
+
+/// (name, dims, type) of the tensors written; data is a deterministic byte pattern.
+pub fn some_tensors() -> Vec<(&'static str, Vec<u64>, GgmlType)> {
+    vec![
+        ("f32.weight", vec![5, 3], GgmlType::F32),
+        ("f16.weight", vec![7], GgmlType::F16),
+        ("bf16.weight", vec![4, 1, 2], GgmlType::BF16),
+        ("q8_0.weight", vec![64, 3], GgmlType::Q8_0),
+        ("q4_k.weight", vec![256, 2, 1, 1], GgmlType::Q4_K),
+        ("empty.weight", vec![0, 4], GgmlType::F32),
+        ("scalar", vec![], GgmlType::F32),
+        ("q6_k.weight", vec![512], GgmlType::Q6_K),
+    ]
+}
+
+pub fn pattern(seed: usize, len: u64) -> Vec<u8> {
+    (0..len as usize)
+        .map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(101)) as u8)
+        .collect()
+}
+
+pub fn n_bytes(dims: &[u64], t: GgmlType) -> u64 {
+    t.bytes_for(dims.iter().product()).unwrap()
+}
+
+/// Writes every value and every tensor to `path`, with `alignment` if given.
+pub fn write_full_file(path: &Path, alignment: Option<u32>) {
+    let mut w = GgufWriter::new(path);
+    w.add_metadata("general.architecture", "llama").unwrap();
+    if let Some(a) = alignment {
+        w.add_metadata("general.alignment", a).unwrap();
+    }
+    for (key, value) in every_value() {
+        w.add_metadata(key, value).unwrap();
+    }
+    for (name, dims, t) in some_tensors() {
+        w.add_tensor(name, &dims, t).unwrap();
+    }
+    let mut data = w.write_header().unwrap();
+    for (i, (name, dims, t)) in some_tensors().into_iter().enumerate() {
+        let bytes = pattern(i, n_bytes(&dims, t));
+        if i % 2 == 0 {
+            data.write_tensor(name, &bytes).unwrap();
+        } else {
+            // In uneven chunks, through io::Write.
+            let mut tensor = data.begin_tensor(name).unwrap();
+            for chunk in bytes.chunks(5) {
+                tensor.write_all(chunk).unwrap();
+            }
+            tensor.finish().unwrap();
+        }
+    }
+    data.finish().unwrap();
 }
