@@ -45,8 +45,8 @@ pub enum GgufError {
     },
 
     #[error(
-        "{what} at offset {offset} declares {count} item(s), more than the {remaining} byte(s) \
-         left in the file can hold"
+        "file truncated or corrupt: {what} at offset {offset} declares {count} item(s), more than \
+         the {remaining} byte(s) left in the file can hold"
     )]
     CountTooLarge {
         what: String,
