@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use llava::gguf::{GgufFile, GgufValue};
+use llava::gguf::{GgufError, GgufFile, GgufValue};
 use serde_json::{Value, json};
 
 fn python() -> PathBuf {
@@ -134,6 +134,16 @@ fn files_written_by_gguf_py_read_identically() {
         assert_eq!(q4_k.n_bytes, 2 * 144);
         assert_eq!(file.tensors().len(), 6);
     }
+}
+
+#[test]
+fn big_endian_files_from_gguf_py_are_refused_with_a_message() {
+    let dir = temp_dir();
+    let path = dir.path().join("be.gguf");
+    crosscheck(&["write", path.to_str().unwrap(), "--big-endian"]);
+    let err = GgufFile::open(&path).err().unwrap();
+    assert!(matches!(err, GgufError::BigEndian { version: 3 }), "{err}");
+    assert!(err.to_string().contains("big-endian"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cross-checks llava-rs's GGUF reader and writer against gguf-py, the reference implementation.
 
-    gguf_crosscheck.py write PATH [--alignment N]   write a test file with gguf.GGUFWriter
+    gguf_crosscheck.py write PATH [--alignment N] [--big-endian]
+                                                    write a test file with gguf.GGUFWriter
     gguf_crosscheck.py read PATH                    print a canonical JSON of a file read with
                                                     gguf.GGUFReader
 
@@ -19,7 +20,7 @@ import json
 import sys
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+from gguf import GGMLQuantizationType, GGUFEndian, GGUFReader, GGUFValueType, GGUFWriter
 
 TYPE_NAMES = {
     GGUFValueType.UINT8: "u8",
@@ -38,8 +39,9 @@ TYPE_NAMES = {
 }
 
 
-def write(path: str, alignment: int | None) -> None:
-    w = GGUFWriter(path, arch="crosscheck")
+def write(path: str, alignment: int | None, big_endian: bool) -> None:
+    endianess = GGUFEndian.BIG if big_endian else GGUFEndian.LITTLE
+    w = GGUFWriter(path, arch="crosscheck", endianess=endianess)
     if alignment is not None:
         w.add_custom_alignment(alignment)
     w.add_uint8("test.u8", 200)
@@ -152,11 +154,12 @@ def main() -> int:
     p_write = sub.add_parser("write")
     p_write.add_argument("path")
     p_write.add_argument("--alignment", type=int)
+    p_write.add_argument("--big-endian", action="store_true")
     p_read = sub.add_parser("read")
     p_read.add_argument("path")
     args = parser.parse_args()
     if args.command == "write":
-        write(args.path, args.alignment)
+        write(args.path, args.alignment, args.big_endian)
     else:
         json.dump(read(args.path), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
