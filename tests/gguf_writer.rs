@@ -8,6 +8,7 @@ use std::path::Path;
 use common::*;
 use llava::GgmlType;
 use llava::gguf::{GgufArray, GgufError, GgufFile, GgufValue, GgufValueType, GgufWriter};
+use proptest::prelude::*;
 
 fn same_value(a: &GgufValue, b: &GgufValue) -> bool {
     // Bitwise for floats (-0.0, denormals); everything else by value.
@@ -261,4 +262,108 @@ fn refuses_what_llama_cpp_could_not_read() {
         w.add_metadata("deep", deep),
         Err(GgufError::WriterNestingTooDeep { .. })
     ));
+}
+
+fn leaf_value() -> impl Strategy<Value = GgufValue> {
+    prop_oneof![
+        any::<u8>().prop_map(GgufValue::U8),
+        any::<i8>().prop_map(GgufValue::I8),
+        any::<u16>().prop_map(GgufValue::U16),
+        any::<i16>().prop_map(GgufValue::I16),
+        any::<u32>().prop_map(GgufValue::U32),
+        any::<i32>().prop_map(GgufValue::I32),
+        any::<u32>().prop_map(|b| GgufValue::F32(f32::from_bits(b))),
+        any::<bool>().prop_map(GgufValue::Bool),
+        ".{0,12}".prop_map(GgufValue::String),
+        any::<u64>().prop_map(GgufValue::U64),
+        any::<i64>().prop_map(GgufValue::I64),
+        any::<u64>().prop_map(|b| GgufValue::F64(f64::from_bits(b))),
+    ]
+}
+
+/// Scalars and (nested) arrays; array items are made homogeneous by keeping those of the first
+/// item's type.
+fn any_value() -> impl Strategy<Value = GgufValue> {
+    leaf_value().prop_recursive(3, 64, 6, |inner| {
+        prop::collection::vec(inner, 0..6).prop_map(|items| {
+            let elem_type = items
+                .first()
+                .map_or(GgufValueType::I32, GgufValue::value_type);
+            let items = items
+                .into_iter()
+                .filter(|v| v.value_type() == elem_type)
+                .collect();
+            GgufValue::Array(GgufArray::new(elem_type, items).unwrap())
+        })
+    })
+}
+
+fn any_tensor() -> impl Strategy<Value = (Vec<u64>, GgmlType)> {
+    let types = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q5_K,
+        GgmlType::IQ4_XS,
+    ];
+    (
+        prop::sample::select(types.to_vec()),
+        0u64..3,
+        0u64..4,
+        0usize..4,
+    )
+        .prop_map(|(t, blocks, rows, n_dims)| {
+            let mut dims = vec![blocks * t.block_size() as u64, rows, 1, 2];
+            // A tensor without dimensions is one element, never a whole block of a quant type.
+            dims.truncate(if t.is_quantized() {
+                n_dims.max(1)
+            } else {
+                n_dims
+            });
+            (dims, t)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_files_round_trip(
+        values in prop::collection::vec(any_value(), 0..8),
+        tensors in prop::collection::vec(any_tensor(), 0..5),
+        alignment in prop::sample::select(vec![1u32, 2, 32, 64, 256]),
+    ) {
+        let dir = temp_dir();
+        let path = dir.path().join("r.gguf");
+        let mut w = GgufWriter::new(&path);
+        w.add_metadata("general.alignment", alignment).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            w.add_metadata(format!("k{i}"), v.clone()).unwrap();
+        }
+        for (i, (dims, t)) in tensors.iter().enumerate() {
+            w.add_tensor(format!("t{i}"), dims, *t).unwrap();
+        }
+        let mut data = w.write_header().unwrap();
+        for (i, (dims, t)) in tensors.iter().enumerate() {
+            data.write_tensor(&format!("t{i}"), &pattern(i, n_bytes(dims, *t))).unwrap();
+        }
+        data.finish().unwrap();
+
+        let file = GgufFile::open(&path).unwrap();
+        prop_assert_eq!(file.alignment(), u64::from(alignment));
+        prop_assert_eq!(file.metadata().len(), values.len() + 1);
+        for (entry, v) in file.metadata()[1..].iter().zip(&values) {
+            prop_assert!(same_value(&entry.value, v), "{:?} != {:?}", entry.value, v);
+        }
+        prop_assert_eq!(file.tensors().len(), tensors.len());
+        for (i, (info, (dims, t))) in file.tensors().iter().zip(&tensors).enumerate() {
+            prop_assert_eq!(&info.dims, dims);
+            prop_assert_eq!(info.ggml_type, *t);
+            let expected = pattern(i, n_bytes(dims, *t));
+            prop_assert_eq!(file.tensor_data(info), expected.as_slice());
+        }
+    }
 }
