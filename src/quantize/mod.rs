@@ -1,1 +1,6 @@
 //! The llava-quantize pipeline.
+
+pub mod file_type;
+pub mod mix;
+
+pub use file_type::LlamaFileType;
