@@ -294,7 +294,11 @@ impl MixState<'_> {
         if category == Category::Output
             || (self.has_tied_embeddings && category == Category::TokenEmbd)
         {
-            if falcon || tensor.row_length() % new_type.block_size() as u64 != 0 {
+            if falcon
+                || !tensor
+                    .row_length()
+                    .is_multiple_of(new_type.block_size() as u64)
+            {
                 new_type = Q8_0;
             } else if new_type != Q8_0 {
                 new_type = Q6_K;
@@ -390,7 +394,7 @@ impl MixState<'_> {
 /// `None` when llama.cpp defines no fallback for `target`.
 pub fn fallback_type(target: GgmlType, row_length: u64) -> Option<GgmlType> {
     use GgmlType::*;
-    if row_length % target.block_size() as u64 == 0 {
+    if row_length.is_multiple_of(target.block_size() as u64) {
         return Some(target);
     }
     let fallback = match target {
@@ -403,7 +407,7 @@ pub fn fallback_type(target: GgmlType, row_length: u64) -> Option<GgmlType> {
         other if other.block_size() <= 32 => other,
         _ => return None,
     };
-    if row_length % fallback.block_size() as u64 != 0 {
+    if !row_length.is_multiple_of(fallback.block_size() as u64) {
         return Some(F16);
     }
     Some(fallback)
