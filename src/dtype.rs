@@ -125,7 +125,7 @@ impl GgmlType {
     /// blocks or the size overflows.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let (block, size) = self.block_geometry();
-        if n_elements % block as u64 != 0 {
+        if !n_elements.is_multiple_of(block as u64) {
             return None;
         }
         (n_elements / block as u64).checked_mul(size as u64)
@@ -150,6 +150,7 @@ impl GgmlType {
                 | Q5_K
                 | Q6_K
                 | Q8_K
+                | IQ4_NL
         )
     }
 

@@ -1,0 +1,134 @@
+//! A GGUF file opened for reading: memory-mapped, header parsed and validated, tensor data
+//! served as zero-copy slices of the mapping.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::error::GgufError;
+use super::header::{GgufHeader, MetadataEntry, TensorInfo};
+use super::value::GgufValue;
+
+enum FileBytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(map) => map,
+            FileBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// A GGUF file: its validated header and its bytes.
+pub struct GgufFile {
+    bytes: FileBytes,
+    header: GgufHeader,
+    path: Option<PathBuf>,
+}
+
+impl GgufFile {
+    /// Memory-maps and parses the file at `path`. Nothing of the tensor data is read or copied.
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| GgufError::io(path, e))?;
+        let len = file.metadata().map_err(|e| GgufError::io(path, e))?.len();
+        let bytes = if len == 0 {
+            // Mapping an empty file fails on some platforms; it is simply too short to parse.
+            FileBytes::Owned(Vec::new())
+        } else {
+            // SAFETY: the mapping is read-only and lives as long as `GgufFile`, which hands out
+            // slices borrowed from it. Memory safety then relies on the file not being truncated
+            // or modified by another process while open, which every mmap-based model loader
+            // (llama.cpp included) assumes of model files.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| GgufError::io(path, e))?;
+            FileBytes::Mapped(map)
+        };
+        let header = GgufHeader::parse(bytes.as_slice())?;
+        Ok(GgufFile {
+            bytes,
+            header,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// Parses a GGUF file held in memory. For borrowed bytes without copying, parse with
+    /// [`GgufHeader::parse`] and slice tensor data with [`GgufHeader::tensor_data`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile, GgufError> {
+        let header = GgufHeader::parse(&bytes)?;
+        Ok(GgufFile {
+            bytes: FileBytes::Owned(bytes),
+            header,
+            path: None,
+        })
+    }
+
+    /// The path the file was opened from (`None` for [`GgufFile::from_bytes`]).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn header(&self) -> &GgufHeader {
+        &self.header
+    }
+
+    /// The whole file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+
+    /// The data of a tensor of this file: a slice of the mapping, nothing copied.
+    ///
+    /// # Panics
+    /// If `info` comes from another file and lies outside this one.
+    pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
+        self.header.tensor_data(self.bytes.as_slice(), info)
+    }
+
+    /// The data of tensor `name`.
+    pub fn tensor_data_by_name(&self, name: &str) -> Result<&[u8], GgufError> {
+        let info = self
+            .header
+            .tensor(name)
+            .ok_or_else(|| GgufError::NoSuchTensor {
+                tensor: name.to_owned(),
+            })?;
+        Ok(self.tensor_data(info))
+    }
+
+    pub fn version(&self) -> u32 {
+        self.header.version()
+    }
+
+    pub fn alignment(&self) -> u64 {
+        self.header.alignment()
+    }
+
+    pub fn data_offset(&self) -> u64 {
+        self.header.data_offset()
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.header.file_size()
+    }
+
+    pub fn metadata(&self) -> &[MetadataEntry] {
+        self.header.metadata()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&GgufValue> {
+        self.header.get(key)
+    }
+
+    pub fn tensors(&self) -> &[TensorInfo] {
+        self.header.tensors()
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.header.tensor(name)
+    }
+}

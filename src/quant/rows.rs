@@ -1,0 +1,131 @@
+//! Row loops shared by every block format: typed (`&[f32]` <-> `&[Block]`) and byte-level
+//! (`&[f32]` <-> `&[u8]` in ggml's layout, any alignment). All lengths are checked up front.
+
+use super::QuantError;
+use super::blocks::BlockFormat;
+use crate::GgmlType;
+
+/// The number of whole blocks in `n` elements, or an error naming the partial block.
+pub(crate) fn whole_blocks(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
+    let block = ty.block_size();
+    if !n.is_multiple_of(block) {
+        return Err(QuantError::PartialBlock {
+            ty,
+            elements: n,
+            block,
+        });
+    }
+    Ok(n / block)
+}
+
+/// Checks that a buffer holds `expected` units.
+pub(crate) fn check_len(
+    ty: GgmlType,
+    what: &'static str,
+    actual: usize,
+    expected: usize,
+) -> Result<(), QuantError> {
+    if actual != expected {
+        return Err(QuantError::LengthMismatch {
+            ty,
+            what,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Quantizes `src` into `dst.len()` blocks.
+pub(crate) fn quantize_blocks<B, const QK: usize, const BYTES: usize>(
+    src: &[f32],
+    dst: &mut [B],
+) -> Result<(), QuantError>
+where
+    B: BlockFormat<QK, BYTES>,
+{
+    let (chunks, rest) = src.as_chunks::<QK>();
+    if !rest.is_empty() {
+        return Err(QuantError::PartialBlock {
+            ty: B::TYPE,
+            elements: src.len(),
+            block: QK,
+        });
+    }
+    check_len(B::TYPE, "blocks", dst.len(), chunks.len())?;
+    for (x, y) in chunks.iter().zip(dst) {
+        *y = B::quantize(x);
+    }
+    Ok(())
+}
+
+/// Dequantizes `src` blocks into `dst`, which must hold exactly their elements.
+pub(crate) fn dequantize_blocks<B, const QK: usize, const BYTES: usize>(
+    src: &[B],
+    dst: &mut [f32],
+) -> Result<(), QuantError>
+where
+    B: BlockFormat<QK, BYTES>,
+{
+    let (chunks, rest) = dst.as_chunks_mut::<QK>();
+    if !rest.is_empty() {
+        return Err(QuantError::PartialBlock {
+            ty: B::TYPE,
+            elements: dst.len(),
+            block: QK,
+        });
+    }
+    check_len(B::TYPE, "blocks", src.len(), chunks.len())?;
+    for (x, y) in src.iter().zip(chunks) {
+        x.dequantize(y);
+    }
+    Ok(())
+}
+
+/// Quantizes `src` into ggml's bytes; `dst` must be exactly the row's size.
+pub(crate) fn quantize_bytes<B, const QK: usize, const BYTES: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), QuantError>
+where
+    B: BlockFormat<QK, BYTES>,
+{
+    let (chunks, rest) = src.as_chunks::<QK>();
+    if !rest.is_empty() {
+        return Err(QuantError::PartialBlock {
+            ty: B::TYPE,
+            elements: src.len(),
+            block: QK,
+        });
+    }
+    check_len(B::TYPE, "bytes", dst.len(), chunks.len() * BYTES)?;
+    let (out, _) = dst.as_chunks_mut::<BYTES>();
+    for (x, y) in chunks.iter().zip(out) {
+        *y = B::quantize(x).to_bytes();
+    }
+    Ok(())
+}
+
+/// Dequantizes ggml's bytes; `dst` must hold whole blocks and `src` exactly their bytes.
+pub(crate) fn dequantize_bytes<B, const QK: usize, const BYTES: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+) -> Result<(), QuantError>
+where
+    B: BlockFormat<QK, BYTES>,
+{
+    let (chunks, rest) = dst.as_chunks_mut::<QK>();
+    if !rest.is_empty() {
+        return Err(QuantError::PartialBlock {
+            ty: B::TYPE,
+            elements: dst.len(),
+            block: QK,
+        });
+    }
+    check_len(B::TYPE, "bytes", src.len(), chunks.len() * BYTES)?;
+    let (blocks, _) = src.as_chunks::<BYTES>();
+    for (x, y) in blocks.iter().zip(chunks) {
+        B::from_bytes(x).dequantize(y);
+    }
+    Ok(())
+}
