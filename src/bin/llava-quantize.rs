@@ -1,1 +1,69 @@
-fn main() {}
+//! `llava-quantize IN OUT TYPE`: quantize a GGUF model or mmproj file with llama.cpp's mixes.
+//! All logic lives in the library (`llava::quantize`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use llava::quantize::{LlamaFileType, QuantizeOptions, quantize_file};
+
+#[derive(Parser)]
+#[command(
+    name = "llava-quantize",
+    version,
+    about = "Quantize a GGUF language model or mmproj file, choosing each tensor's type as llama.cpp's llama-quantize does",
+    after_help = format!("TYPE is one of: {} (case-insensitive; Q3_K, Q4_K, Q5_K mean the _M mixes)", LlamaFileType::names_list())
+)]
+struct Cli {
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Also convert tensors that are already quantized (dequantized first; loses quality).
+    #[arg(long)]
+    allow_requantize: bool,
+    /// No progress bar and no closing summary.
+    #[arg(long, short)]
+    quiet: bool,
+    /// The GGUF file to quantize (F32, F16 or BF16 weights).
+    input: PathBuf,
+    /// Where to write the result (replaced only once it is complete).
+    output: PathBuf,
+    /// The file type to produce.
+    #[arg(value_parser = parse_file_type)]
+    file_type: LlamaFileType,
+}
+
+fn parse_file_type(name: &str) -> Result<LlamaFileType, String> {
+    LlamaFileType::from_name(name).ok_or_else(|| {
+        format!(
+            "unknown type '{name}'; expected one of: {}",
+            LlamaFileType::names_list()
+        )
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = QuantizeOptions {
+        file_type: cli.file_type,
+        threads: cli.threads,
+        allow_requantize: cli.allow_requantize,
+        progress: !cli.quiet,
+    };
+    match quantize_file(&cli.input, &cli.output, &options) {
+        Ok(summary) => {
+            if !cli.quiet {
+                println!(
+                    "{} -> {}\n{summary}",
+                    cli.input.display(),
+                    cli.output.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
