@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use llava::quantize::{LlamaFileType, QuantizeOptions, quantize_file};
 
 #[derive(Parser)]
@@ -25,11 +26,13 @@ struct Cli {
     #[arg(long, short)]
     quiet: bool,
     /// The GGUF file to quantize (F32, F16 or BF16 weights).
+    #[arg(value_name = "IN")]
     input: PathBuf,
     /// Where to write the result (replaced only once it is complete).
+    #[arg(value_name = "OUT")]
     output: PathBuf,
     /// The file type to produce.
-    #[arg(value_parser = parse_file_type)]
+    #[arg(value_name = "TYPE", value_parser = parse_file_type)]
     file_type: LlamaFileType,
 }
 
@@ -43,7 +46,10 @@ fn parse_file_type(name: &str) -> Result<LlamaFileType, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let options = QuantizeOptions {
         file_type: cli.file_type,
         threads: cli.threads,
@@ -66,4 +72,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints clap's message, with the usage line when clap left it out (bad values), and exits
+/// with clap's status (2 for usage errors, 0 for --help and --version).
+fn usage_error(e: clap::Error) -> ExitCode {
+    let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    let message = e.render().to_string();
+    if informational {
+        println!("{}", message.trim_end());
+        return ExitCode::SUCCESS;
+    }
+    eprint!("{message}");
+    if !message.contains("Usage:") {
+        eprintln!("\n{}", Cli::command().render_usage());
+    }
+    ExitCode::from(2)
 }
