@@ -312,7 +312,8 @@ fn llama_plain_and_float_file_types() {
     let input = dir.path().join("in.gguf");
     write_model(&input, &llama_metadata(), &llama_tensors());
     let is_norm = |n: &str| n.ends_with("norm.weight");
-    let cases: [(&str, u32, Box<dyn Fn(&str) -> GgmlType>); 4] = [
+    type Expected = Box<dyn Fn(&str) -> GgmlType>;
+    let cases: [(&str, u32, Expected); 4] = [
         // Q8_0 fits 288 (9 blocks); output.weight stays Q8_0.
         (
             "Q8_0",
