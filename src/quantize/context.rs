@@ -57,3 +57,71 @@ fn u32_key(file: &GgufFile, key: &str) -> Result<Option<u32>, QuantizeError> {
         expected: "an unsigned 32-bit integer (or a non-empty array of them)",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufWriter;
+
+    fn context_of(metadata: Vec<(&str, GgufValue)>) -> Result<ModelContext, QuantizeError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        let mut writer = GgufWriter::new(&path);
+        for (key, value) in metadata {
+            writer.add_metadata(key, value).unwrap();
+        }
+        writer.write_header().unwrap().finish().unwrap();
+        model_context(&GgufFile::open(&path).unwrap())
+    }
+
+    #[test]
+    fn reads_llama_hparams_with_defaults() {
+        let ctx = context_of(vec![
+            ("general.architecture", "llama".into()),
+            ("llama.block_count", 32u32.into()),
+            ("llama.attention.head_count", 32u32.into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            (ctx.n_layers, ctx.n_head, ctx.n_head_kv, ctx.n_expert),
+            (32, 32, 32, 0)
+        );
+        let ctx = context_of(vec![
+            ("general.architecture", "llama".into()),
+            ("llama.block_count", 60u32.into()),
+            ("llama.attention.head_count", vec![56u32, 56].into()),
+            ("llama.attention.head_count_kv", 8u32.into()),
+            ("llama.expert_count", 8u32.into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            (ctx.n_layers, ctx.n_head, ctx.n_head_kv, ctx.n_expert),
+            (60, 56, 8, 8)
+        );
+        assert_eq!(ctx.n_gqa(), 7);
+    }
+
+    #[test]
+    fn clip_has_no_hparams() {
+        let ctx = context_of(vec![
+            ("general.architecture", "clip".into()),
+            ("clip.vision.block_count", 23u32.into()),
+        ])
+        .unwrap();
+        assert_eq!(ctx, ModelContext::clip());
+    }
+
+    #[test]
+    fn missing_or_mistyped_keys_are_named() {
+        let err = context_of(vec![("general.architecture", "llama".into())]).unwrap_err();
+        assert_eq!(err.to_string(), "metadata key llama.block_count is missing");
+        let err = context_of(vec![("general.name", "x".into())]).unwrap_err();
+        assert!(err.to_string().contains("general.architecture"));
+        let err = context_of(vec![
+            ("general.architecture", "llama".into()),
+            ("llama.block_count", "many".into()),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, QuantizeError::BadKey { .. }), "{err}");
+    }
+}
