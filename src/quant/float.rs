@@ -97,8 +97,10 @@ mod tests {
             assert_ne!(h.to_bits() & 0x0200, 0, "{bits:#x} must become a quiet NaN");
             assert_eq!(h.to_bits() & 0x8000, ((bits >> 16) & 0x8000) as u16);
         }
-        assert!(f16_to_f32(f16::from_bits(0x7e00)).is_nan());
-        assert!(f16_to_f32(f16::from_bits(0x7c01)).is_nan());
+        // f16 -> f32 keeps the payload (shifted up) and quiets a signalling NaN, as F16C does.
+        assert_eq!(f16_to_f32(f16::from_bits(0x7e00)).to_bits(), 0x7fc0_0000);
+        assert_eq!(f16_to_f32(f16::from_bits(0x7c01)).to_bits(), 0x7fc0_2000);
+        assert_eq!(f16_to_f32(f16::from_bits(0xfd00)).to_bits(), 0xffe0_0000);
     }
 
     #[test]

@@ -5,11 +5,9 @@
 //! operation for operation. llama-quantize falls back to this type when a row length is not a
 //! multiple of 256.
 
-use super::QuantError;
 use super::blocks::{BlockIq4Nl, impl_block_format};
 use super::float::{f16_to_f32, f32_to_f16};
-use super::legacy::typed_rows;
-use super::rows::{dequantize_blocks, quantize_blocks};
+use super::rows::typed_rows;
 
 const QK: usize = 32;
 

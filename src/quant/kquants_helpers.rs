@@ -278,8 +278,8 @@ mod tests {
         };
         let (scale, min) = make_qkx2_quants(&x, &w, &mut l, &search);
         assert_eq!((scale, min), (0.5, 1.0));
-        for i in 0..32 {
-            assert_eq!(usize::from(l[i]), i % 16);
+        for (i, &level) in l.iter().enumerate() {
+            assert_eq!(usize::from(level), i % 16);
         }
     }
 

@@ -3,13 +3,12 @@
 //! Each function mirrors ggml's `quantize_row_*_reference` / `dequantize_row_*` for one block,
 //! operation for operation in f32 (no FMA, same order), so results are bit-identical.
 
-use super::QuantError;
 use super::blocks::{
     BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, impl_block_format,
 };
 use super::c_math::{c_f32_to_int, c_roundf};
 use super::float::{f16_to_f32, f32_to_f16};
-use super::rows::{dequantize_blocks, quantize_blocks};
+use super::rows::typed_rows;
 
 const QK: usize = 32;
 
@@ -224,21 +223,6 @@ impl_block_format!(BlockQ5_0, quantize_block_q5_0, dequantize_block_q5_0);
 impl_block_format!(BlockQ5_1, quantize_block_q5_1, dequantize_block_q5_1);
 impl_block_format!(BlockQ8_0, quantize_block_q8_0, dequantize_block_q8_0);
 impl_block_format!(BlockQ8_1, quantize_block_q8_1, dequantize_block_q8_1);
-
-/// Declares the typed row functions of a format: `src.len()` must be `dst.len()` blocks.
-macro_rules! typed_rows {
-    ($block:ident, $quantize_row:ident, $dequantize_row:ident, $name:literal) => {
-        #[doc = concat!("Quantizes a row to ", $name, " blocks (ggml's reference quantizer).")]
-        pub fn $quantize_row(src: &[f32], dst: &mut [$block]) -> Result<(), QuantError> {
-            quantize_blocks(src, dst)
-        }
-        #[doc = concat!("Dequantizes ", $name, " blocks to a row (ggml's `to_float`).")]
-        pub fn $dequantize_row(src: &[$block], dst: &mut [f32]) -> Result<(), QuantError> {
-            dequantize_blocks(src, dst)
-        }
-    };
-}
-pub(crate) use typed_rows;
 
 typed_rows!(BlockQ4_0, quantize_row_q4_0, dequantize_row_q4_0, "Q4_0");
 typed_rows!(BlockQ4_1, quantize_row_q4_1, dequantize_row_q4_1, "Q4_1");

@@ -6,7 +6,8 @@
 //!
 //! Quantization without an importance matrix is byte-identical to ggml's `ggml_quantize_chunk`
 //! (the `quantize_row_*_reference` functions), dequantization bit-identical to its `to_float`;
-//! `tests/ggml_oracle.rs` checks both against ggml itself. See docs/block-formats.md.
+//! `tests/ggml_oracle.rs` checks both against ggml itself. Formats: F32, F16, BF16, Q4_0, Q4_1,
+//! Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K and IQ4_NL; see docs/block-formats.md.
 
 mod blocks;
 mod c_math;
@@ -14,6 +15,7 @@ mod float;
 mod iq4_nl;
 mod kquants;
 mod kquants_helpers;
+mod kquants_k4;
 mod legacy;
 mod rows;
 
@@ -31,12 +33,14 @@ pub use iq4_nl::{
     quantize_row_iq4_nl,
 };
 pub use kquants::{
-    dequantize_block_q2_k, dequantize_block_q3_k, dequantize_block_q4_k, dequantize_block_q5_k,
-    dequantize_block_q6_k, dequantize_block_q8_k, dequantize_row_q2_k, dequantize_row_q3_k,
-    dequantize_row_q4_k, dequantize_row_q5_k, dequantize_row_q6_k, dequantize_row_q8_k,
-    quantize_block_q2_k, quantize_block_q3_k, quantize_block_q4_k, quantize_block_q5_k,
-    quantize_block_q6_k, quantize_block_q8_k, quantize_row_q2_k, quantize_row_q3_k,
-    quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
+    dequantize_block_q2_k, dequantize_block_q3_k, dequantize_block_q6_k, dequantize_block_q8_k,
+    dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q6_k, dequantize_row_q8_k,
+    quantize_block_q2_k, quantize_block_q3_k, quantize_block_q6_k, quantize_block_q8_k,
+    quantize_row_q2_k, quantize_row_q3_k, quantize_row_q6_k, quantize_row_q8_k,
+};
+pub use kquants_k4::{
+    dequantize_block_q4_k, dequantize_block_q5_k, dequantize_row_q4_k, dequantize_row_q5_k,
+    quantize_block_q4_k, quantize_block_q5_k, quantize_row_q4_k, quantize_row_q5_k,
 };
 pub use legacy::{
     dequantize_block_q4_0, dequantize_block_q4_1, dequantize_block_q5_0, dequantize_block_q5_1,
@@ -233,10 +237,7 @@ mod tests {
             expected: 144,
             actual: 145,
         };
-        assert_eq!(
-            quantize_row(ty, &[0.0; 256], &mut vec![0u8; 145]),
-            Err(long)
-        );
+        assert_eq!(quantize_row(ty, &[0.0; 256], &mut [0u8; 145]), Err(long));
         let f16 = GgmlType::F16;
         let odd = QuantError::LengthMismatch {
             ty: f16,

@@ -129,3 +129,24 @@ where
     }
     Ok(())
 }
+
+/// Declares the typed row functions of a format: `src.len()` must be `dst.len()` blocks.
+macro_rules! typed_rows {
+    ($block:ident, $quantize_row:ident, $dequantize_row:ident, $name:literal) => {
+        #[doc = concat!("Quantizes a row to ", $name, " blocks (ggml's reference quantizer).")]
+        pub fn $quantize_row(
+            src: &[f32],
+            dst: &mut [$block],
+        ) -> Result<(), $crate::quant::QuantError> {
+            $crate::quant::rows::quantize_blocks(src, dst)
+        }
+        #[doc = concat!("Dequantizes ", $name, " blocks to a row (ggml's `to_float`).")]
+        pub fn $dequantize_row(
+            src: &[$block],
+            dst: &mut [f32],
+        ) -> Result<(), $crate::quant::QuantError> {
+            $crate::quant::rows::dequantize_blocks(src, dst)
+        }
+    };
+}
+pub(crate) use typed_rows;
