@@ -5,6 +5,24 @@
 //! - [`gguf`]: reading (mmap, zero-copy, validated) and writing (streaming, atomic) GGUF files;
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
 //! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes.
+//!
+//! Reading one row of a tensor (the example in the README):
+//!
+//! ```no_run
+//! use llava::gguf::GgufFile;
+//! use llava::quant;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = GgufFile::open("model.gguf")?;
+//! let info = file.tensor("blk.0.attn_q.weight").ok_or("no such tensor")?;
+//! let bytes = file.tensor_data(info); // a view into the mmap, nothing copied
+//! let row_len = info.dims[0] as usize;
+//! let mut row = vec![0f32; row_len];
+//! let row_bytes = quant::row_bytes(info.ggml_type, row_len)?;
+//! quant::dequantize_row(info.ggml_type, &bytes[..row_bytes], &mut row)?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod dtype;
 pub mod gguf;

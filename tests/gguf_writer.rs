@@ -367,3 +367,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn released_tensor_pages_read_back_unchanged() {
+    let dir = temp_dir();
+    let path = dir.path().join("pages.gguf");
+    // Several pages per tensor, so the release covers whole pages inside the map.
+    let n = 4 * 4096;
+    let a: Vec<u8> = (0..n * 4).map(|i| (i * 7 % 251) as u8).collect();
+    let b: Vec<u8> = (0..n * 4).map(|i| (i * 13 % 241) as u8).collect();
+    let mut w = GgufWriter::new(&path);
+    w.add_tensor("a", &[n as u64], GgmlType::F32).unwrap();
+    w.add_tensor("b", &[n as u64], GgmlType::F32).unwrap();
+    let mut data = w.write_header().unwrap();
+    data.write_tensor("a", &a).unwrap();
+    data.write_tensor("b", &b).unwrap();
+    data.finish().unwrap();
+
+    let file = GgufFile::open(&path).unwrap();
+    file.advise_sequential();
+    for (name, expected) in [("a", &a), ("b", &b)] {
+        let info = file.tensor(name).unwrap();
+        assert_eq!(file.tensor_data(info), &expected[..]);
+        file.release_tensor_pages(info);
+        assert_eq!(
+            file.tensor_data(info),
+            &expected[..],
+            "{name} after release"
+        );
+    }
+}

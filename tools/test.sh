@@ -3,7 +3,7 @@
 #   - cmake and libclang-dev build ggml-sys-bleedingedge, ggml's C code used as the test oracle;
 #   - a Python venv (.venv) with the `gguf` package, the reference GGUF implementation that the
 #     round-trip tests compare against.
-# Extra arguments go to `cargo test` (e.g. `tools/test.sh --test ggml_oracle`).
+# Extra arguments go to `cargo test` (lib, binaries, integration tests and doctests) (e.g. `tools/test.sh --test ggml_oracle`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +26,4 @@ if ! .venv/bin/python -c "import gguf, numpy" >/dev/null 2>&1; then
 fi
 export LLAVA_PYTHON="$PWD/.venv/bin/python"
 
-cargo test --all-targets "$@"
+cargo test "$@"

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Advice, Mmap};
 
 use super::error::GgufError;
 use super::header::{GgufHeader, MetadataEntry, TensorInfo};
@@ -87,6 +87,36 @@ impl GgufFile {
     /// If `info` comes from another file and lies outside this one.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
         self.header.tensor_data(self.bytes.as_slice(), info)
+    }
+
+    /// Tells the OS that `info`'s data will not be read again soon, so its pages can leave this
+    /// process's resident memory. Streaming tools (the quantizer, the converter) call it after
+    /// each tensor, so their peak memory does not grow with the model. A later read of the
+    /// tensor still works: the pages are read from the file again. No-op for in-memory files.
+    pub fn release_tensor_pages(&self, info: &TensorInfo) {
+        let FileBytes::Mapped(map) = &self.bytes else {
+            return;
+        };
+        let start = self.header.data_offset().saturating_add(info.offset);
+        let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(info.n_bytes)) else {
+            return;
+        };
+        if start.checked_add(len).is_none_or(|end| end > map.len()) {
+            return;
+        }
+        // SAFETY: the map is a read-only shared mapping of a file; MADV_DONTNEED only drops its
+        // resident pages, and any later access faults the same bytes back in from the file, so
+        // slices handed out earlier stay valid and unchanged. The range is inside the map.
+        // Failure is harmless (the pages simply stay resident), hence ignored.
+        let _ =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+    }
+
+    /// Hints that the tensor data will be read front to back once (more read-ahead).
+    pub fn advise_sequential(&self) {
+        if let FileBytes::Mapped(map) = &self.bytes {
+            let _ = map.advise(Advice::Sequential);
+        }
     }
 
     /// The data of tensor `name`.

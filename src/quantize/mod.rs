@@ -110,6 +110,7 @@ pub fn quantize_file(
         })?;
     let progress = progress_bar(options.progress, infos.iter().map(|t| t.n_bytes).sum());
     let mut tensors = Vec::with_capacity(infos.len());
+    file.advise_sequential();
     for (&i, out_info) in plan.order.iter().zip(&output_infos) {
         let info = &infos[i];
         let (from, to) = (info.ggml_type, plan.types[i]);
@@ -129,6 +130,8 @@ pub fn quantize_file(
             pool.install(|| convert_tensor(&conversion, &mut out, &progress))?;
         }
         out.finish()?;
+        // Keeps resident memory at about one tensor, whatever the model size.
+        file.release_tensor_pages(info);
         tensors.push(TensorSummary {
             name: info.name.clone(),
             dims: info.dims.clone(),
