@@ -9,7 +9,8 @@
 use super::blocks::{BlockQ2K, BlockQ3K, BlockQ6K, BlockQ8K, impl_block_format};
 use super::c_math::nearest_int;
 use super::float::{f16_to_f32, f32_to_f16};
-use super::kquants_helpers::{Qkx2Search, make_q3_quants, make_qkx2_quants, make_qx_quants_rmse1};
+use super::kquants_helpers::{Qkx2Search, make_q3_quants};
+use super::kquants_lanes::{Isa, make_qkx2_quants, make_qx_quants_rmse1};
 use super::rows::typed_rows;
 use crate::dtype::QK_K;
 
@@ -42,11 +43,11 @@ pub fn quantize_block_q2_k(x: &[f32; QK_K]) -> BlockQ2K {
     let mut mins = [0.0f32; 16];
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
+    let isa = Isa::best();
+    let sub_levels = levels.as_chunks_mut::<16>().0;
+    for (j, (xs, ls)) in x.as_chunks::<16>().0.iter().zip(sub_levels).enumerate() {
         let weights: [f32; 16] = std::array::from_fn(|l| xs[l].abs());
-        let (scale, min) =
-            make_qkx2_quants(xs, &weights, &mut levels[16 * j..16 * j + 16], &search);
+        let (scale, min) = make_qkx2_quants(isa, xs, &weights, ls, &search);
         (scales[j], mins[j]) = (scale, min);
         if scale > max_scale {
             max_scale = scale;
@@ -219,12 +220,10 @@ pub fn quantize_block_q6_k(x: &[f32; QK_K]) -> BlockQ6K {
     let mut scales = [0.0f32; 16];
     let mut max_scale = 0.0f32;
     let mut max_abs_scale = 0.0f32;
-    for ib in 0..QK_K / 16 {
-        let scale = make_qx_quants_rmse1(
-            &x[16 * ib..16 * ib + 16],
-            32,
-            &mut levels[16 * ib..16 * ib + 16],
-        );
+    let isa = Isa::best();
+    let sub_levels = levels.as_chunks_mut::<16>().0;
+    for (ib, (xs, ls)) in x.as_chunks::<16>().0.iter().zip(sub_levels).enumerate() {
+        let scale = make_qx_quants_rmse1(isa, xs, 32, ls);
         scales[ib] = scale;
         if scale.abs() > max_abs_scale {
             max_abs_scale = scale.abs();

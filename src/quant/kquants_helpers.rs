@@ -1,59 +1,10 @@
 //! The scale searches of ggml's K-quant reference quantizers (no importance matrix), mirrored
 //! operation for operation: same f32 operations in the same order, ggml's `nearest_int`, and C's
-//! `MIN`/`MAX` semantics (plain clamps on ints).
+//! `MIN`/`MAX` semantics (plain clamps on ints). The multi-trial searches `make_qkx2_quants` and
+//! `make_qx_quants` run in lanes (`kquants_lanes.rs`); their sequential form is kept here, for
+//! tests, in [`reference`].
 
 use super::c_math::nearest_int;
-
-/// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights (as Q6_K uses it):
-/// symmetric quants `L[i] - nmax` in `-nmax..nmax`, weighted by `x^2`, trying 18 scales around
-/// `-nmax / max` and keeping the best weighted least-squares fit. Returns the scale.
-pub(crate) fn make_qx_quants_rmse1(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
-    if amax < 1e-30 {
-        levels.fill(0);
-        return 0.0;
-    }
-    let quant = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
-    let mut iscale = -(nmax as f32) / max;
-    let mut sumlx = 0.0f32;
-    let mut suml2 = 0.0f32;
-    for (&v, l_out) in x.iter().zip(levels.iter_mut()) {
-        let l = quant(iscale, v);
-        *l_out = (l + nmax) as i8;
-        let w = v * v;
-        sumlx += w * v * l as f32;
-        suml2 += w * l as f32 * l as f32;
-    }
-    let mut scale = sumlx / suml2;
-    let mut best = scale * sumlx;
-    for is in (-9..=9).filter(|&is| is != 0) {
-        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
-        sumlx = 0.0;
-        suml2 = 0.0;
-        for &v in x {
-            let l = quant(iscale, v);
-            let w = v * v;
-            sumlx += w * v * l as f32;
-            suml2 += w * l as f32 * l as f32;
-        }
-        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for (&v, l_out) in x.iter().zip(levels.iter_mut()) {
-                *l_out = (nmax + quant(iscale, v)) as i8;
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    scale
-}
 
 /// ggml's `make_q3_quants` with `do_rmse = true` (as Q3_K uses it): symmetric quants
 /// `L[i] - nmax`, then up to 5 rounds of moving single quants while that improves the
@@ -127,98 +78,6 @@ pub(crate) struct Qkx2Search {
     pub use_mad: bool,
 }
 
-/// ggml's `make_qkx2_quants`: asymmetric quants `x ~ scale * L - min_out` with `min_out >= 0`,
-/// searching `nstep + 1` inverse scales for the best weighted fit. Returns `(scale, min_out)`.
-pub(crate) fn make_qkx2_quants(
-    x: &[f32],
-    weights: &[f32],
-    levels: &mut [u8],
-    search: &Qkx2Search,
-) -> (f32, f32) {
-    let Qkx2Search {
-        nmax,
-        rmin,
-        rdelta,
-        nstep,
-        use_mad,
-    } = *search;
-    let n = x.len();
-    let mut min = x[0];
-    let mut max = x[0];
-    let mut sum_w = weights[0];
-    let mut sum_x = sum_w * x[0];
-    for i in 1..n {
-        if x[i] < min {
-            min = x[i];
-        }
-        if x[i] > max {
-            max = x[i];
-        }
-        let w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if min > 0.0 {
-        min = 0.0;
-    }
-    if max == min {
-        levels.fill(0);
-        return (0.0, -min);
-    }
-    let error = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
-    let quant = |iscale: f32, v: f32, min: f32| nearest_int(iscale * (v - min)).clamp(0, nmax);
-
-    let mut iscale = nmax as f32 / (max - min);
-    let mut scale = 1.0 / iscale;
-    let mut best_mad = 0.0f32;
-    for i in 0..n {
-        let l = quant(iscale, x[i], min) as u8;
-        levels[i] = l;
-        let diff = scale * f32::from(l) + min - x[i];
-        best_mad += weights[i] * error(diff);
-    }
-    if nstep < 1 {
-        return (scale, -min);
-    }
-    let mut trial = [0u8; 32];
-    let trial = &mut trial[..n];
-    for is in 0..=nstep {
-        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
-        let mut sum_l = 0.0f32;
-        let mut sum_l2 = 0.0f32;
-        let mut sum_xl = 0.0f32;
-        for i in 0..n {
-            let l = quant(iscale, x[i], min);
-            trial[i] = l as u8;
-            let (w, l) = (weights[i], l as f32);
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        let d = sum_w * sum_l2 - sum_l * sum_l;
-        if d > 0.0 {
-            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
-            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
-            if this_min > 0.0 {
-                this_min = 0.0;
-                this_scale = sum_xl / sum_l2;
-            }
-            let mut mad = 0.0f32;
-            for i in 0..n {
-                let diff = this_scale * f32::from(trial[i]) + this_min - x[i];
-                mad += weights[i] * error(diff);
-            }
-            if mad < best_mad {
-                levels.copy_from_slice(trial);
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    (scale, -min)
-}
-
 /// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K
 /// block's 12 packed bytes.
 #[inline]
@@ -249,9 +108,161 @@ pub(crate) fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
     q
 }
 
+/// The one-trial-at-a-time searches, kept as the specification that the lane kernels of
+/// `kquants_lanes.rs` are tested against.
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::Qkx2Search;
+    use crate::quant::c_math::nearest_int;
+
+    /// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights (as Q6_K uses it):
+    /// symmetric quants `L[i] - nmax` in `-nmax..nmax`, weighted by `x^2`, trying 18 scales around
+    /// `-nmax / max` and keeping the best weighted least-squares fit. Returns the scale.
+    pub(crate) fn make_qx_quants_rmse1(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
+        let mut max = 0.0f32;
+        let mut amax = 0.0f32;
+        for &v in x {
+            let ax = v.abs();
+            if ax > amax {
+                amax = ax;
+                max = v;
+            }
+        }
+        if amax < 1e-30 {
+            levels.fill(0);
+            return 0.0;
+        }
+        let quant = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        let mut iscale = -(nmax as f32) / max;
+        let mut sumlx = 0.0f32;
+        let mut suml2 = 0.0f32;
+        for (&v, l_out) in x.iter().zip(levels.iter_mut()) {
+            let l = quant(iscale, v);
+            *l_out = (l + nmax) as i8;
+            let w = v * v;
+            sumlx += w * v * l as f32;
+            suml2 += w * l as f32 * l as f32;
+        }
+        let mut scale = sumlx / suml2;
+        let mut best = scale * sumlx;
+        for is in (-9..=9).filter(|&is| is != 0) {
+            iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+            sumlx = 0.0;
+            suml2 = 0.0;
+            for &v in x {
+                let l = quant(iscale, v);
+                let w = v * v;
+                sumlx += w * v * l as f32;
+                suml2 += w * l as f32 * l as f32;
+            }
+            if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+                for (&v, l_out) in x.iter().zip(levels.iter_mut()) {
+                    *l_out = (nmax + quant(iscale, v)) as i8;
+                }
+                scale = sumlx / suml2;
+                best = scale * sumlx;
+            }
+        }
+        scale
+    }
+
+    /// ggml's `make_qkx2_quants`: asymmetric quants `x ~ scale * L - min_out` with `min_out >= 0`,
+    /// searching `nstep + 1` inverse scales for the best weighted fit. Returns `(scale, min_out)`.
+    pub(crate) fn make_qkx2_quants(
+        x: &[f32],
+        weights: &[f32],
+        levels: &mut [u8],
+        search: &Qkx2Search,
+    ) -> (f32, f32) {
+        let Qkx2Search {
+            nmax,
+            rmin,
+            rdelta,
+            nstep,
+            use_mad,
+        } = *search;
+        let n = x.len();
+        let mut min = x[0];
+        let mut max = x[0];
+        let mut sum_w = weights[0];
+        let mut sum_x = sum_w * x[0];
+        for i in 1..n {
+            if x[i] < min {
+                min = x[i];
+            }
+            if x[i] > max {
+                max = x[i];
+            }
+            let w = weights[i];
+            sum_w += w;
+            sum_x += w * x[i];
+        }
+        if min > 0.0 {
+            min = 0.0;
+        }
+        if max == min {
+            levels.fill(0);
+            return (0.0, -min);
+        }
+        let error = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
+        let quant = |iscale: f32, v: f32, min: f32| nearest_int(iscale * (v - min)).clamp(0, nmax);
+
+        let mut iscale = nmax as f32 / (max - min);
+        let mut scale = 1.0 / iscale;
+        let mut best_mad = 0.0f32;
+        for i in 0..n {
+            let l = quant(iscale, x[i], min) as u8;
+            levels[i] = l;
+            let diff = scale * f32::from(l) + min - x[i];
+            best_mad += weights[i] * error(diff);
+        }
+        if nstep < 1 {
+            return (scale, -min);
+        }
+        let mut trial = [0u8; 32];
+        let trial = &mut trial[..n];
+        for is in 0..=nstep {
+            iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+            let mut sum_l = 0.0f32;
+            let mut sum_l2 = 0.0f32;
+            let mut sum_xl = 0.0f32;
+            for i in 0..n {
+                let l = quant(iscale, x[i], min);
+                trial[i] = l as u8;
+                let (w, l) = (weights[i], l as f32);
+                sum_l += w * l;
+                sum_l2 += w * l * l;
+                sum_xl += w * l * x[i];
+            }
+            let d = sum_w * sum_l2 - sum_l * sum_l;
+            if d > 0.0 {
+                let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+                let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+                if this_min > 0.0 {
+                    this_min = 0.0;
+                    this_scale = sum_xl / sum_l2;
+                }
+                let mut mad = 0.0f32;
+                for i in 0..n {
+                    let diff = this_scale * f32::from(trial[i]) + this_min - x[i];
+                    mad += weights[i] * error(diff);
+                }
+                if mad < best_mad {
+                    levels.copy_from_slice(trial);
+                    best_mad = mad;
+                    scale = this_scale;
+                    min = this_min;
+                }
+            }
+        }
+        (scale, -min)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::kquants_lanes::{Isa, make_qkx2_quants, make_qx_quants_rmse1};
 
     #[test]
     fn scale_min_k4_packing_round_trips() {
@@ -276,10 +287,14 @@ mod tests {
             nstep: 20,
             use_mad: false,
         };
-        let (scale, min) = make_qkx2_quants(&x, &w, &mut l, &search);
-        assert_eq!((scale, min), (0.5, 1.0));
-        for (i, &level) in l.iter().enumerate() {
-            assert_eq!(usize::from(level), i % 16);
+        for isa in Isa::available() {
+            let (scale, min) = make_qkx2_quants(isa, &x, &w, &mut l, &search);
+            assert_eq!((scale, min), (0.5, 1.0), "{isa:?}");
+            for (i, &level) in l.iter().enumerate() {
+                assert_eq!(usize::from(level), i % 16, "{isa:?}");
+            }
+            let reference = reference::make_qkx2_quants(&x, &w, &mut l, &search);
+            assert_eq!(reference, (0.5, 1.0));
         }
     }
 
@@ -287,12 +302,14 @@ mod tests {
     fn all_zero_inputs_give_zero_scales() {
         let x = [0.0f32; 16];
         let mut li = [7i8; 16];
-        assert_eq!(make_qx_quants_rmse1(&x, 32, &mut li), 0.0);
-        assert_eq!(li, [0; 16]);
+        for isa in Isa::available() {
+            li = [7; 16];
+            assert_eq!(make_qx_quants_rmse1(isa, &x, 32, &mut li), 0.0, "{isa:?}");
+            assert_eq!(li, [0; 16], "{isa:?}");
+        }
         li = [7; 16];
         assert_eq!(make_q3_quants(&x, 4, &mut li), 0.0);
         assert_eq!(li, [0; 16]);
-        let mut lu = [7u8; 16];
         let search = Qkx2Search {
             nmax: 3,
             rmin: -0.5,
@@ -300,10 +317,14 @@ mod tests {
             nstep: 15,
             use_mad: true,
         };
-        assert_eq!(
-            make_qkx2_quants(&x, &[0.0; 16], &mut lu, &search),
-            (0.0, -0.0)
-        );
-        assert_eq!(lu, [0; 16]);
+        for isa in Isa::available() {
+            let mut lu = [7u8; 16];
+            assert_eq!(
+                make_qkx2_quants(isa, &x, &[0.0; 16], &mut lu, &search),
+                (0.0, -0.0),
+                "{isa:?}"
+            );
+            assert_eq!(lu, [0; 16], "{isa:?}");
+        }
     }
 }

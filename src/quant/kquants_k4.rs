@@ -7,7 +7,8 @@
 use super::blocks::{BlockQ4K, BlockQ5K, impl_block_format};
 use super::c_math::nearest_int;
 use super::float::{f16_to_f32, f32_to_f16};
-use super::kquants_helpers::{Qkx2Search, get_scale_min_k4, make_qkx2_quants, pack_scale_min_k4};
+use super::kquants_helpers::{Qkx2Search, get_scale_min_k4, pack_scale_min_k4};
+use super::kquants_lanes::{Isa, make_qkx2_quants};
 use super::rows::typed_rows;
 use crate::dtype::QK_K;
 
@@ -43,18 +44,18 @@ fn fit_sub_blocks_k4(
     search: &Qkx2Search,
     levels: &mut [u8; QK_K],
 ) -> ([f32; 8], [f32; 8]) {
+    let isa = Isa::best();
     let mut scales = [0.0f32; 8];
     let mut mins = [0.0f32; 8];
-    for j in 0..QK_K / 32 {
-        let xs = &x[32 * j..32 * j + 32];
+    let sub_levels = levels.as_chunks_mut::<32>().0;
+    for (j, (xs, ls)) in x.as_chunks::<32>().0.iter().zip(sub_levels).enumerate() {
         let mut sum_x2 = 0.0f32;
         for &v in xs {
             sum_x2 += v * v;
         }
         let av_x = (sum_x2 / 32.0).sqrt();
         let weights: [f32; 32] = std::array::from_fn(|l| av_x + xs[l].abs());
-        (scales[j], mins[j]) =
-            make_qkx2_quants(xs, &weights, &mut levels[32 * j..32 * j + 32], search);
+        (scales[j], mins[j]) = make_qkx2_quants(isa, xs, &weights, ls, search);
     }
     (scales, mins)
 }
