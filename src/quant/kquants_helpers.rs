@@ -301,13 +301,12 @@ mod tests {
     #[test]
     fn all_zero_inputs_give_zero_scales() {
         let x = [0.0f32; 16];
-        let mut li = [7i8; 16];
         for isa in Isa::available() {
-            li = [7; 16];
+            let mut li = [7i8; 16];
             assert_eq!(make_qx_quants_rmse1(isa, &x, 32, &mut li), 0.0, "{isa:?}");
             assert_eq!(li, [0; 16], "{isa:?}");
         }
-        li = [7; 16];
+        let mut li = [7i8; 16];
         assert_eq!(make_q3_quants(&x, 4, &mut li), 0.0);
         assert_eq!(li, [0; 16]);
         let search = Qkx2Search {
