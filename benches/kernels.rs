@@ -128,6 +128,7 @@ fn cases(n: usize) -> Vec<Case> {
                         n,
                         threads,
                         tier,
+                        ggml: false,
                     });
                 }
             }
