@@ -1,0 +1,22 @@
+//! The AVX2 tier: AVX2 + FMA + F16C, with AVX-VNNI (`vpdpbusd`/`vpdpwssd`, VEX) where present.
+
+use super::variant::x86_variant;
+
+x86_variant!(plain, "avx2,fma,f16c", crate::kernels::x86::common::Avx2Mac);
+x86_variant!(
+    vnni,
+    "avx2,fma,f16c,avxvnni",
+    crate::kernels::x86::common::AvxVnniMac
+);
+
+/// Whether this CPU runs the AVX2 tier.
+pub(crate) fn is_supported() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// Whether the AVX2 tier can use AVX-VNNI here.
+pub(crate) fn has_vnni() -> bool {
+    is_supported() && is_x86_feature_detected!("avxvnni")
+}
