@@ -2,6 +2,7 @@
 //! (`vpdpbusd`/`vpdpwssd`, EVEX) where present.
 
 use super::variant::x86_variant;
+use crate::kernels::Kernels;
 
 x86_variant!(
     plain,
@@ -13,6 +14,18 @@ x86_variant!(
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     crate::kernels::x86::common::Avx512VnniMac
 );
+
+/// The AVX-512 tier's table: `base` (the scalar table) with the AVX-512 entries, VNNI ones if
+/// the CPU has AVX-512 VNNI.
+pub(crate) fn kernels(base: Kernels) -> Kernels {
+    // The safe wrappers in the table rely on this check (see their SAFETY comments).
+    assert!(is_supported(), "the AVX-512 tier was built on a CPU without AVX-512 F/BW/VL");
+    if has_vnni() {
+        vnni::table(base)
+    } else {
+        plain::table(base)
+    }
+}
 
 /// Whether this CPU runs the AVX-512 tier.
 pub(crate) fn is_supported() -> bool {

@@ -86,6 +86,38 @@ macro_rules! x86_variant {
             act_quant!(quantize_q8_k, quantize_q8_k_tf, quantize_q8_k, 256, 292);
             act_quant!(convert_f16, convert_f16_tf, convert_f16, 1, 2);
             act_quant!(convert_bf16, convert_bf16_tf, convert_bf16, 1, 2);
+
+            use crate::kernels::{ActKernels, DotKernels, Kernels};
+
+            /// `base` with every entry this variant implements replaced.
+            pub(crate) fn table(base: Kernels) -> Kernels {
+                Kernels {
+                    dot: DotKernels {
+                        q4_0: vec_dot_q4_0_q8_0,
+                        q4_1: vec_dot_q4_1_q8_1,
+                        q5_0: vec_dot_q5_0_q8_0,
+                        q5_1: vec_dot_q5_1_q8_1,
+                        q8_0: vec_dot_q8_0_q8_0,
+                        q2_k: vec_dot_q2_k_q8_k,
+                        q3_k: vec_dot_q3_k_q8_k,
+                        q4_k: vec_dot_q4_k_q8_k,
+                        q5_k: vec_dot_q5_k_q8_k,
+                        q6_k: vec_dot_q6_k_q8_k,
+                        f16: vec_dot_f16,
+                        bf16: vec_dot_bf16,
+                        f32: vec_dot_f32,
+                    },
+                    act: ActKernels {
+                        q8_0: quantize_q8_0,
+                        q8_1: quantize_q8_1,
+                        q8_k: quantize_q8_k,
+                        f16: convert_f16,
+                        bf16: convert_bf16,
+                        ..base.act
+                    },
+                    ..base
+                }
+            }
         }
     };
 }
