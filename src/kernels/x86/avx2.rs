@@ -14,7 +14,10 @@ x86_variant!(
 /// CPU has AVX-VNNI.
 pub(crate) fn kernels(base: Kernels) -> Kernels {
     // The safe wrappers in the table rely on this check (see their SAFETY comments).
-    assert!(is_supported(), "the AVX2 tier was built on a CPU without AVX2/FMA/F16C");
+    assert!(
+        is_supported(),
+        "the AVX2 tier was built on a CPU without AVX2/FMA/F16C"
+    );
     if has_vnni() {
         vnni::table(base)
     } else {

@@ -19,7 +19,10 @@ x86_variant!(
 /// the CPU has AVX-512 VNNI.
 pub(crate) fn kernels(base: Kernels) -> Kernels {
     // The safe wrappers in the table rely on this check (see their SAFETY comments).
-    assert!(is_supported(), "the AVX-512 tier was built on a CPU without AVX-512 F/BW/VL");
+    assert!(
+        is_supported(),
+        "the AVX-512 tier was built on a CPU without AVX-512 F/BW/VL"
+    );
     if has_vnni() {
         vnni::table(base)
     } else {

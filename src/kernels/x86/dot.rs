@@ -21,24 +21,32 @@ unsafe fn fma_block(acc: __m256, d: f32, sumi: __m256i) -> __m256 {
     unsafe { _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc) }
 }
 
-/// Runs `block(i)` for every block, alternating two accumulators to hide FMA latency.
-#[inline(always)]
-unsafe fn two_acc(nb: usize, mut block: impl FnMut(usize, __m256) -> __m256) -> f32 {
-    // SAFETY: register-only; the blocks themselves are the caller's responsibility.
-    unsafe {
+/// Runs `$block` (an expression of `$i` and `$acc`, giving the new `$acc`) for every block,
+/// alternating two accumulators to hide FMA latency; evaluates to the horizontal sum. A macro,
+/// not a closure: closures would not inherit the caller's target features, so the intrinsics
+/// inside them would not inline.
+macro_rules! two_acc {
+    ($nb:expr, |$i:ident, $acc:ident| $block:expr) => {{
         let mut acc0 = _mm256_setzero_ps();
         let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 2 <= nb {
-            acc0 = block(i, acc0);
-            acc1 = block(i + 1, acc1);
-            i += 2;
+        let mut base = 0;
+        while base + 2 <= $nb {
+            {
+                let ($i, $acc) = (base, acc0);
+                acc0 = $block;
+            }
+            {
+                let ($i, $acc) = (base + 1, acc1);
+                acc1 = $block;
+            }
+            base += 2;
         }
-        if i < nb {
-            acc0 = block(i, acc0);
+        if base < $nb {
+            let ($i, $acc) = (base, acc0);
+            acc0 = $block;
         }
         hsum_ps(_mm256_add_ps(acc0, acc1))
-    }
+    }};
 }
 
 /// Q4_0 · Q8_0: per block `d_w d_a Σ (q - 8) y`.
@@ -46,7 +54,7 @@ unsafe fn two_acc(nb: usize, mut block: impl FnMut(usize, __m256) -> __m256) -> 
 pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract; block i of each row is in bounds.
     unsafe {
-        two_acc(nb, |i, acc| {
+        two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(18 * i), a.add(34 * i));
             let x = _mm256_sub_epi8(nibbles32(wb.add(2)), _mm256_set1_epi8(8));
             let sumi = M::dot_ss(x, load256(ab.add(2)));
@@ -60,7 +68,7 @@ pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        two_acc(nb, |i, acc| {
+        two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(34 * i), a.add(34 * i));
             let sumi = M::dot_ss(load256(wb.add(2)), load256(ab.add(2)));
             fma_block(acc, read_f16(wb) * read_f16(ab), sumi)
@@ -73,7 +81,7 @@ pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 pub(super) unsafe fn q5_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        two_acc(nb, |i, acc| {
+        two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(22 * i), a.add(34 * i));
             let high = _mm256_andnot_si256(bits_to_bytes32(wb.add(2)), _mm256_set1_epi8(-16));
             let x = _mm256_or_si256(nibbles32(wb.add(6)), high);
@@ -89,7 +97,7 @@ pub(super) unsafe fn q4_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     let mut mins = 0.0f32;
     // SAFETY: see the module's contract.
     let dots = unsafe {
-        two_acc(nb, |i, acc| {
+        two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(20 * i), a.add(36 * i));
             mins += read_f16(wb.add(2)) * read_f16(ab.add(2));
             let sumi = M::dot_us(nibbles32(wb.add(4)), load256(ab.add(4)));
@@ -105,7 +113,7 @@ pub(super) unsafe fn q5_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     let mut mins = 0.0f32;
     // SAFETY: see the module's contract.
     let dots = unsafe {
-        two_acc(nb, |i, acc| {
+        two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(24 * i), a.add(36 * i));
             mins += read_f16(wb.add(2)) * read_f16(ab.add(2));
             let high = _mm256_and_si256(bits_to_bytes32(wb.add(4)), _mm256_set1_epi8(0x10));
@@ -394,22 +402,45 @@ pub(super) unsafe fn q2_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     }
 }
 
+/// 8 f16 at element `at` of `p`, widened.
+#[inline(always)]
+unsafe fn ld_f16(p: *const u8, at: usize) -> __m256 {
+    // SAFETY: 16 readable bytes at element `at` (caller).
+    unsafe { _mm256_cvtph_ps(load128(p.add(2 * at))) }
+}
+
+/// 8 bf16 at element `at` of `p`, widened (a bf16 is the top half of an f32).
+#[inline(always)]
+unsafe fn ld_bf16(p: *const u8, at: usize) -> __m256 {
+    // SAFETY: 16 readable bytes at element `at` (caller).
+    unsafe {
+        let wide = _mm256_cvtepu16_epi32(load128(p.add(2 * at)));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
+    }
+}
+
+/// 8 f32 at element `at` of `p`.
+#[inline(always)]
+unsafe fn ld_f32(p: *const u8, at: usize) -> __m256 {
+    // SAFETY: 32 readable bytes at element `at` (caller).
+    unsafe { _mm256_loadu_ps(p.add(4 * at).cast()) }
+}
+
 /// F16 · F16 over `n` elements: widened to f32, four accumulators.
 #[inline(always)]
 pub(super) unsafe fn float16<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: 2n readable bytes behind each pointer (caller).
     unsafe {
-        let ld = |p: *const u8, at: usize| _mm256_cvtph_ps(load128(p.add(2 * at)));
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut at = 0;
         while at + 32 <= n {
             for (k, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm256_fmadd_ps(ld(w, at + 8 * k), ld(a, at + 8 * k), *acc);
+                *acc = _mm256_fmadd_ps(ld_f16(w, at + 8 * k), ld_f16(a, at + 8 * k), *acc);
             }
             at += 32;
         }
         while at + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(ld(w, at), ld(a, at), acc[0]);
+            acc[0] = _mm256_fmadd_ps(ld_f16(w, at), ld_f16(a, at), acc[0]);
             at += 8;
         }
         let mut sum = hsum_ps(_mm256_add_ps(
@@ -429,21 +460,16 @@ pub(super) unsafe fn float16<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f3
 pub(super) unsafe fn bfloat16<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: 2n readable bytes behind each pointer (caller).
     unsafe {
-        let ld = |p: *const u8, at: usize| {
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load128(
-                p.add(2 * at),
-            ))))
-        };
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut at = 0;
         while at + 32 <= n {
             for (k, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm256_fmadd_ps(ld(w, at + 8 * k), ld(a, at + 8 * k), *acc);
+                *acc = _mm256_fmadd_ps(ld_bf16(w, at + 8 * k), ld_bf16(a, at + 8 * k), *acc);
             }
             at += 32;
         }
         while at + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(ld(w, at), ld(a, at), acc[0]);
+            acc[0] = _mm256_fmadd_ps(ld_bf16(w, at), ld_bf16(a, at), acc[0]);
             at += 8;
         }
         let mut sum = hsum_ps(_mm256_add_ps(
@@ -451,8 +477,9 @@ pub(super) unsafe fn bfloat16<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f
             _mm256_add_ps(acc[2], acc[3]),
         ));
         while at < n {
-            let bf = |p: *const u8| f32::from_bits(u32::from(read_u16(p.add(2 * at))) << 16);
-            sum += bf(w) * bf(a);
+            let w1 = f32::from_bits(u32::from(read_u16(w.add(2 * at))) << 16);
+            let a1 = f32::from_bits(u32::from(read_u16(a.add(2 * at))) << 16);
+            sum += w1 * a1;
             at += 1;
         }
         sum
@@ -464,17 +491,16 @@ pub(super) unsafe fn bfloat16<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f
 pub(super) unsafe fn float32<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: 4n readable bytes behind each pointer (caller).
     unsafe {
-        let ld = |p: *const u8, at: usize| _mm256_loadu_ps(p.add(4 * at).cast());
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut at = 0;
         while at + 32 <= n {
             for (k, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm256_fmadd_ps(ld(w, at + 8 * k), ld(a, at + 8 * k), *acc);
+                *acc = _mm256_fmadd_ps(ld_f32(w, at + 8 * k), ld_f32(a, at + 8 * k), *acc);
             }
             at += 32;
         }
         while at + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(ld(w, at), ld(a, at), acc[0]);
+            acc[0] = _mm256_fmadd_ps(ld_f32(w, at), ld_f32(a, at), acc[0]);
             at += 8;
         }
         let mut sum = hsum_ps(_mm256_add_ps(

@@ -26,7 +26,9 @@ macro_rules! x86_variant {
                     pub(crate) fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
                         let nb = n / $elems;
                         assert!(
-                            n % $elems == 0 && w.len() >= nb * $w_bytes && a.len() >= nb * $a_bytes,
+                            n.is_multiple_of($elems)
+                                && w.len() >= nb * $w_bytes
+                                && a.len() >= nb * $a_bytes,
                             "{}: {n} elements need whole blocks and {} + {} bytes (got {} + {})",
                             stringify!($name),
                             nb * $w_bytes,
@@ -67,7 +69,8 @@ macro_rules! x86_variant {
                     /// Safe entry for the kernel table.
                     pub(crate) fn $name(x: &[f32], out: &mut [u8]) {
                         assert!(
-                            x.len() % $elems == 0 && out.len() == x.len() / $elems * $bytes,
+                            x.len().is_multiple_of($elems)
+                                && out.len() == x.len() / $elems * $bytes,
                             "{}: {} floats need whole blocks and {} output bytes (got {})",
                             stringify!($name),
                             x.len(),
