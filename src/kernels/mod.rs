@@ -10,7 +10,7 @@
 //! Pairing of weight and activation types (as ggml's `vec_dot_type`, see
 //! [`activation_type`]): Q4_0, Q5_0, Q8_0 with Q8_0; Q4_1, Q5_1 with Q8_1; Q2_K..Q6_K with
 //! Q8_K; F16 with F16; BF16 with BF16; F32 with F32. Activation rows are quantized once (per row
-//! of X) into that type's bytes, then dotted with each weight row.
+//! of X) into that type's bytes, then dotted with each weight row ([`matmul`]).
 //!
 //! Registering a tier: its module exposes `pub(crate) fn kernels(base: Kernels) -> Kernels`
 //! that overrides entries of `base` (the scalar table, with `tier` already set) by struct
@@ -19,6 +19,7 @@
 //! `#[target_feature(enable = ...)] unsafe fn` inside `unsafe { }` with
 //! `// SAFETY: only reachable through a table built after detection`. See docs/kernels.md.
 
+pub mod matmul;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
@@ -29,6 +30,8 @@ use thiserror::Error;
 
 use crate::GgmlType;
 use crate::quant::QuantError;
+
+pub use matmul::{QuantMatrix, matmul, matmul_f16, matmul_f32, matmul_nn_f32};
 
 /// A set of kernels, from the portable reference to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
