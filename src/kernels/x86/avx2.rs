@@ -3,11 +3,19 @@
 use super::variant::x86_variant;
 use crate::kernels::Kernels;
 
-x86_variant!(plain, "avx2,fma,f16c", crate::kernels::x86::common::Avx2Mac);
+x86_variant!(
+    plain,
+    "avx2,fma,f16c",
+    crate::kernels::x86::common::Avx2Mac,
+    2,
+    4
+);
 x86_variant!(
     vnni,
     "avx2,fma,f16c,avxvnni",
-    crate::kernels::x86::common::AvxVnniMac
+    crate::kernels::x86::common::AvxVnniMac,
+    2,
+    4
 );
 
 /// The AVX2 tier's table: `base` (the scalar table) with the AVX2 entries, VNNI ones if the

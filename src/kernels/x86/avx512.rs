@@ -7,12 +7,16 @@ use crate::kernels::Kernels;
 x86_variant!(
     plain,
     "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
-    crate::kernels::x86::common::Avx2Mac
+    crate::kernels::x86::common::Avx2Mac,
+    4,
+    4
 );
 x86_variant!(
     vnni,
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    crate::kernels::x86::common::Avx512VnniMac
+    crate::kernels::x86::common::Avx512VnniMac,
+    4,
+    4
 );
 
 /// The AVX-512 tier's table: `base` (the scalar table) with the AVX-512 entries, VNNI ones if

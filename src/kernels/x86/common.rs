@@ -162,6 +162,16 @@ pub(super) trait Mac {
     /// The caller must hold the variant's target features.
     unsafe fn dot_us(u: __m256i, s: __m256i) -> __m256i;
 
+    /// `acc + dot_us(u, s)`.
+    ///
+    /// # Safety
+    /// The caller must hold the variant's target features.
+    #[inline(always)]
+    unsafe fn dot_us_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: register-only.
+        unsafe { _mm256_add_epi32(acc, Self::dot_us(u, s)) }
+    }
+
     /// `acc + madd_epi16(a, b)`: per i32 lane, `acc + a0*b0 + a1*b1` (i16 inputs).
     ///
     /// # Safety
@@ -207,6 +217,11 @@ impl Mac for AvxVnniMac {
         unsafe { _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s) }
     }
     #[inline(always)]
+    unsafe fn dot_us_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: register-only; the caller holds AVX-VNNI.
+        unsafe { _mm256_dpbusd_avx_epi32(acc, u, s) }
+    }
+    #[inline(always)]
     unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
         // SAFETY: register-only; the caller holds AVX-VNNI.
         unsafe { _mm256_dpwssd_avx_epi32(acc, a, b) }
@@ -221,6 +236,11 @@ impl Mac for Avx512VnniMac {
     unsafe fn dot_us(u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: register-only; the caller holds AVX-512 VNNI + VL.
         unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s) }
+    }
+    #[inline(always)]
+    unsafe fn dot_us_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: register-only; the caller holds AVX-512 VNNI + VL.
+        unsafe { _mm256_dpbusd_epi32(acc, u, s) }
     }
     #[inline(always)]
     unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {

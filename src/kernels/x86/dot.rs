@@ -128,7 +128,7 @@ pub(super) unsafe fn q5_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 /// The 8 six-bit scales (bytes 0..8) and 8 mins (bytes 8..16) of a Q4_K/Q5_K block, from
 /// its 12 packed bytes at `p`.
 #[inline(always)]
-unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
+pub(super) unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
     const LOW6: u32 = 0x3f3f_3f3f;
     const LOW4: u32 = 0x0f0f_0f0f;
     const LOW2: u32 = 0x0303_0303;
@@ -150,7 +150,7 @@ unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
 
 /// Broadcasts i16 lane `k` of each 128-bit half (as `vpshufb` control).
 #[inline(always)]
-unsafe fn lane16(k: i16) -> __m256i {
+pub(super) unsafe fn lane16(k: i16) -> __m256i {
     // SAFETY: register-only.
     unsafe { _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)) }
 }
@@ -259,7 +259,7 @@ pub(super) unsafe fn q5_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 /// unsigned quants (32 elements each, in element order) and the 16 scales as i16 in `sc16`
 /// (lanes 0..8 in the low half, 8..16 in the high half).
 #[inline(always)]
-unsafe fn k16_dot<M: Mac>(q: [__m256i; 8], sc16: __m256i, y: *const u8) -> __m256i {
+pub(super) unsafe fn k16_dot<M: Mac>(q: [__m256i; 8], sc16: __m256i, y: *const u8) -> __m256i {
     // SAFETY: 256 readable activation bytes at `y` (caller).
     unsafe {
         // Register r covers sub-blocks 2r (low half) and 2r + 1 (high half).
@@ -280,6 +280,31 @@ unsafe fn k16_dot<M: Mac>(q: [__m256i; 8], sc16: __m256i, y: *const u8) -> __m25
     }
 }
 
+/// The 256 six-bit quants (0..64) of the Q6_K block at `wb`, in element order.
+#[inline(always)]
+pub(super) unsafe fn q6_k_quants(wb: *const u8) -> [__m256i; 8] {
+    // SAFETY: a whole Q6_K block at `wb` (caller).
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(0x03);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let l1 = load256(wb.add(64 * h));
+            let l2 = load256(wb.add(64 * h + 32));
+            let hb = load256(wb.add(128 + 32 * h));
+            let hb0 = _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m2));
+            let hb1 = _mm256_slli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(0x0c)));
+            let hb2 = _mm256_and_si256(hb, _mm256_set1_epi8(0x30));
+            let hb3 = _mm256_srli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(-64)));
+            q[4 * h] = _mm256_or_si256(_mm256_and_si256(l1, m4), hb0);
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l2, m4), hb1);
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4), hb2);
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l2), m4), hb3);
+        }
+        q
+    }
+}
+
 /// Q6_K · Q8_K: per super-block `d Σ_k sc_k Σ (q - 32) y`, with the 32 folded into the
 /// activation sums: `Σ sc (q - 32) y = Σ sc q y - 32 Σ sc bsum`.
 #[inline(always)]
@@ -287,29 +312,12 @@ pub(super) unsafe fn q6_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     // SAFETY: see the module's contract.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 2];
-        let m4 = _mm256_set1_epi8(0x0f);
-        let m2 = _mm256_set1_epi8(0x03);
         for i in 0..nb {
             let (wb, ab) = (w.add(210 * i), a.add(292 * i));
             let d = read_f32(ab) * read_f16(wb.add(208));
             let sc16 = _mm256_cvtepi8_epi16(load128(wb.add(192)));
             let bias = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load256(ab.add(260)), sc16));
-            let mut q = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let l1 = load256(wb.add(64 * h));
-                let l2 = load256(wb.add(64 * h + 32));
-                let hb = load256(wb.add(128 + 32 * h));
-                let hb0 = _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m2));
-                let hb1 = _mm256_slli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(0x0c)));
-                let hb2 = _mm256_and_si256(hb, _mm256_set1_epi8(0x30));
-                let hb3 = _mm256_srli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(-64)));
-                q[4 * h] = _mm256_or_si256(_mm256_and_si256(l1, m4), hb0);
-                q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l2, m4), hb1);
-                q[4 * h + 2] =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4), hb2);
-                q[4 * h + 3] =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l2), m4), hb3);
-            }
+            let q = q6_k_quants(wb);
             let sumi = _mm256_sub_epi32(k16_dot::<M>(q, sc16, ab.add(4)), bias);
             acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
         }

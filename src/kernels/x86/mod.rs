@@ -10,6 +10,7 @@
 mod act;
 mod common;
 mod dot;
+mod tile;
 mod variant;
 
 pub(crate) mod avx2;

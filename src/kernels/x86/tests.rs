@@ -7,6 +7,7 @@ use crate::quant;
 
 type DotFn = fn(usize, &[u8], &[u8]) -> f32;
 type ActFn = fn(&[f32], &mut [u8]);
+type TileFn = crate::kernels::GemmTileFn;
 
 /// A deterministic xorshift generator (tests need no statistical quality).
 struct Rng(u64);
@@ -48,6 +49,7 @@ struct Variant {
     name: &'static str,
     dots: [(GgmlType, DotFn); 13],
     acts: [(GgmlType, ActFn); 5],
+    tiles: [(GgmlType, TileFn); 4],
 }
 
 macro_rules! variant {
@@ -76,6 +78,12 @@ macro_rules! variant {
                 (GgmlType::Q8_K, v::quantize_q8_k),
                 (GgmlType::F16, v::convert_f16),
                 (GgmlType::BF16, v::convert_bf16),
+            ],
+            tiles: [
+                (GgmlType::Q4_0, v::gemm_q4_0_q8_0),
+                (GgmlType::Q8_0, v::gemm_q8_0_q8_0),
+                (GgmlType::Q4_K, v::gemm_q4_k_q8_k),
+                (GgmlType::Q6_K, v::gemm_q6_k_q8_k),
             ],
         }
     }};
@@ -283,6 +291,52 @@ fn activation_quantizers_are_byte_identical_to_the_reference() {
                 let mut got = vec![0u8; want.len()];
                 act(&x, &mut got);
                 assert_eq!(got, want, "{} {ty} n={n}", v.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_tiles_match_the_reference_for_full_and_partial_tiles() {
+    let mut rng = Rng(0x5151_7e57_0dd5_eed5);
+    for v in &supported_variants() {
+        for &(wt, tile) in &v.tiles {
+            let n = 3 * wt.block_size();
+            let (w_row, a_row) = (wt.type_size() * 3, activation_type(wt).type_size() * 3);
+            for (rows, cols) in [(1, 1), (4, 4), (5, 3), (9, 6), (2, 8), (8, 9)] {
+                let (w_stride, a_stride, out_stride) = (w_row + 7, a_row + 3, cols + 2);
+                let mut w = vec![0u8; rows * w_stride];
+                let mut a = vec![0u8; cols * a_stride];
+                for r in 0..rows {
+                    let row = weight_row(&mut rng, wt, n, r % 2 == 1);
+                    w[r * w_stride..][..w_row].copy_from_slice(&row);
+                }
+                for c in 0..cols {
+                    let row = quantized(activation_type(wt), &floats(&mut rng, n));
+                    a[c * a_stride..][..a_row].copy_from_slice(&row);
+                }
+                let mut out = vec![f32::NAN; rows * out_stride];
+                tile(
+                    n, &w, w_stride, rows, &a, a_stride, cols, &mut out, out_stride,
+                );
+                for r in 0..rows {
+                    for c in 0..out_stride {
+                        let got = out[r * out_stride + c];
+                        if c >= cols {
+                            assert!(got.is_nan(), "{} {wt}: padding written", v.name);
+                            continue;
+                        }
+                        let wr = &w[r * w_stride..][..w_row];
+                        let ac = &a[c * a_stride..][..a_row];
+                        let (want, mag) = reference(wt, wr, ac, n);
+                        let tol = 2e-6 * mag + 1e-30;
+                        assert!(
+                            (f64::from(got) - want).abs() <= tol,
+                            "{} {wt} {rows}x{cols} [{r},{c}]: got {got}, want {want} (tol {tol})",
+                            v.name
+                        );
+                    }
+                }
             }
         }
     }
