@@ -65,7 +65,24 @@ pub(super) unsafe fn read_f32(p: *const u8) -> f32 {
 #[inline(always)]
 pub(super) unsafe fn read_f16(p: *const u8) -> f32 {
     // SAFETY: 2 readable bytes (caller); F16C is enabled in every caller of this module.
-    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(read_u16(p))))) }
+    // A broadcast, not `_mm_cvtsi32_si128`: LLVM turns that into a `vpinsrw` merging into
+    // whatever register is free, often an accumulator, which chains every block to the
+    // previous block's FMA.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(read_u16(p) as i16))) }
+}
+
+/// The product of the f16 values at `p` and `q`, in all 8 lanes.
+///
+/// # Safety
+/// `p..p + 2` and `q..q + 2` must be readable; AVX2 + F16C must be enabled in the caller.
+#[inline(always)]
+pub(super) unsafe fn f16_product_splat(p: *const u8, q: *const u8) -> __m256 {
+    // SAFETY: 2 readable bytes each (caller); register-only otherwise.
+    unsafe {
+        let x = _mm256_cvtph_ps(_mm_set1_epi16(read_u16(p) as i16));
+        let y = _mm256_cvtph_ps(_mm_set1_epi16(read_u16(q) as i16));
+        _mm256_mul_ps(x, y)
+    }
 }
 
 /// Sum of the 8 lanes.

@@ -16,9 +16,9 @@ use super::common::*;
 
 /// Integer sums of one legacy block pair, scaled and accumulated: `acc + d * sumi`.
 #[inline(always)]
-unsafe fn fma_block(acc: __m256, d: f32, sumi: __m256i) -> __m256 {
+unsafe fn fma_block(acc: __m256, d: __m256, sumi: __m256i) -> __m256 {
     // SAFETY: register-only.
-    unsafe { _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc) }
+    unsafe { _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc) }
 }
 
 /// Runs `$block` (an expression of `$i` and `$acc`, giving the new `$acc`) for every block,
@@ -58,7 +58,7 @@ pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let (wb, ab) = (w.add(18 * i), a.add(34 * i));
             let x = _mm256_sub_epi8(nibbles32(wb.add(2)), _mm256_set1_epi8(8));
             let sumi = M::dot_ss(x, load256(ab.add(2)));
-            fma_block(acc, read_f16(wb) * read_f16(ab), sumi)
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     }
 }
@@ -71,7 +71,7 @@ pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
         two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(34 * i), a.add(34 * i));
             let sumi = M::dot_ss(load256(wb.add(2)), load256(ab.add(2)));
-            fma_block(acc, read_f16(wb) * read_f16(ab), sumi)
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     }
 }
@@ -86,7 +86,7 @@ pub(super) unsafe fn q5_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let high = _mm256_andnot_si256(bits_to_bytes32(wb.add(2)), _mm256_set1_epi8(-16));
             let x = _mm256_or_si256(nibbles32(wb.add(6)), high);
             let sumi = M::dot_ss(x, load256(ab.add(2)));
-            fma_block(acc, read_f16(wb) * read_f16(ab), sumi)
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     }
 }
@@ -101,7 +101,7 @@ pub(super) unsafe fn q4_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let (wb, ab) = (w.add(20 * i), a.add(36 * i));
             mins += read_f16(wb.add(2)) * read_f16(ab.add(2));
             let sumi = M::dot_us(nibbles32(wb.add(4)), load256(ab.add(4)));
-            fma_block(acc, read_f16(wb) * read_f16(ab), sumi)
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     };
     dots + mins
@@ -119,7 +119,7 @@ pub(super) unsafe fn q5_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let high = _mm256_and_si256(bits_to_bytes32(wb.add(4)), _mm256_set1_epi8(0x10));
             let x = _mm256_or_si256(nibbles32(wb.add(8)), high);
             let sumi = M::dot_us(x, load256(ab.add(4)));
-            fma_block(acc, read_f16(wb) * read_f16(ab), sumi)
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     };
     dots + mins
