@@ -21,6 +21,8 @@
 
 pub mod matmul;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
 
 use std::sync::OnceLock;
 
@@ -533,10 +535,14 @@ fn build_table(tier: Tier) -> Kernels {
         tier,
         ..scalar::KERNELS
     };
-    // Tier modules register here, e.g.
-    //   #[cfg(target_arch = "x86_64")] Tier::Avx2 => x86::avx2::kernels(base),
+    // Tier modules register here; a tier is only built once `Tier::is_supported` holds.
     match tier {
-        Tier::Scalar | Tier::Avx2 | Tier::Avx512 | Tier::Neon | Tier::NeonDotprod => base,
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => x86::avx2::kernels(base),
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => x86::avx512::kernels(base),
+        // Other architectures, and tiers not (yet) registered, keep the scalar entries.
+        _ => base,
     }
 }
 

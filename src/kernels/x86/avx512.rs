@@ -1,0 +1,48 @@
+//! The AVX-512 tier: AVX-512 F + BW + VL (with AVX2 + FMA + F16C), with AVX-512 VNNI
+//! (`vpdpbusd`/`vpdpwssd`, EVEX) where present.
+
+use super::variant::x86_variant;
+use crate::kernels::Kernels;
+
+x86_variant!(
+    plain,
+    "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
+    crate::kernels::x86::common::Avx2Mac,
+    4,
+    4
+);
+x86_variant!(
+    vnni,
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    crate::kernels::x86::common::Avx512VnniMac,
+    4,
+    4
+);
+
+/// The AVX-512 tier's table: `base` (the scalar table) with the AVX-512 entries, VNNI ones if
+/// the CPU has AVX-512 VNNI.
+pub(crate) fn kernels(base: Kernels) -> Kernels {
+    // The safe wrappers in the table rely on this check (see their SAFETY comments).
+    assert!(
+        is_supported(),
+        "the AVX-512 tier was built on a CPU without AVX-512 F/BW/VL"
+    );
+    if has_vnni() {
+        vnni::table(base)
+    } else {
+        plain::table(base)
+    }
+}
+
+/// Whether this CPU runs the AVX-512 tier.
+pub(crate) fn is_supported() -> bool {
+    super::avx2::is_supported()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+}
+
+/// Whether the AVX-512 tier can use AVX-512 VNNI here.
+pub(crate) fn has_vnni() -> bool {
+    is_supported() && is_x86_feature_detected!("avx512vnni")
+}

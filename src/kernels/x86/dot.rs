@@ -1,0 +1,524 @@
+//! Dot products of one weight row with one activation row, on 256-bit vectors, generic over
+//! the integer multiply-accumulate ([`Mac`]) so that one body serves AVX2, AVX-VNNI and
+//! AVX-512 VNNI. Bodies are `#[inline(always)]`: they are instantiated inside each tier's
+//! `#[target_feature]` wrapper (see `avx2.rs`, `avx512.rs`).
+//!
+//! Every body takes the number of blocks `nb` and raw pointers to `nb` weight blocks and `nb`
+//! activation blocks (any alignment).
+//!
+//! # Safety (all bodies)
+//! `w` and `a` must point to `nb` whole blocks of their types; the caller must hold AVX2, FMA,
+//! F16C and `M`'s features.
+
+use std::arch::x86_64::*;
+
+use super::common::*;
+
+/// Integer sums of one legacy block pair, scaled and accumulated: `acc + d * sumi`.
+#[inline(always)]
+unsafe fn fma_block(acc: __m256, d: __m256, sumi: __m256i) -> __m256 {
+    // SAFETY: register-only.
+    unsafe { _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc) }
+}
+
+/// Runs `$block` (an expression of `$i` and `$acc`, giving the new `$acc`) for every block,
+/// alternating two accumulators to hide FMA latency; evaluates to the horizontal sum. A macro,
+/// not a closure: closures would not inherit the caller's target features, so the intrinsics
+/// inside them would not inline.
+macro_rules! two_acc {
+    ($nb:expr, |$i:ident, $acc:ident| $block:expr) => {{
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut base = 0;
+        while base + 2 <= $nb {
+            {
+                let ($i, $acc) = (base, acc0);
+                acc0 = $block;
+            }
+            {
+                let ($i, $acc) = (base + 1, acc1);
+                acc1 = $block;
+            }
+            base += 2;
+        }
+        if base < $nb {
+            let ($i, $acc) = (base, acc0);
+            acc0 = $block;
+        }
+        hsum_ps(_mm256_add_ps(acc0, acc1))
+    }};
+}
+
+/// Q4_0 · Q8_0: per block `d_w d_a Σ (q - 8) y`.
+#[inline(always)]
+pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract; block i of each row is in bounds.
+    unsafe {
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(18 * i), a.add(34 * i));
+            let x = _mm256_sub_epi8(nibbles32(wb.add(2)), _mm256_set1_epi8(8));
+            let sumi = M::dot_ss(x, load256(ab.add(2)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
+        })
+    }
+}
+
+/// Q8_0 · Q8_0.
+#[inline(always)]
+pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract.
+    unsafe {
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(34 * i), a.add(34 * i));
+            let sumi = M::dot_ss(load256(wb.add(2)), load256(ab.add(2)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
+        })
+    }
+}
+
+/// Q5_0 · Q8_0: `q - 16` is the nibble with 0xf0 or-ed in where the fifth bit is clear.
+#[inline(always)]
+pub(super) unsafe fn q5_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract.
+    unsafe {
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(22 * i), a.add(34 * i));
+            let high = _mm256_andnot_si256(bits_to_bytes32(wb.add(2)), _mm256_set1_epi8(-16));
+            let x = _mm256_or_si256(nibbles32(wb.add(6)), high);
+            let sumi = M::dot_ss(x, load256(ab.add(2)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
+        })
+    }
+}
+
+/// Q4_1 · Q8_1: per block `d_w d_a Σ q y + m_w s_a`.
+#[inline(always)]
+pub(super) unsafe fn q4_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let mut mins = 0.0f32;
+    // SAFETY: see the module's contract.
+    let dots = unsafe {
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(20 * i), a.add(36 * i));
+            mins += read_f16(wb.add(2)) * read_f16(ab.add(2));
+            let sumi = M::dot_us(nibbles32(wb.add(4)), load256(ab.add(4)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
+        })
+    };
+    dots + mins
+}
+
+/// Q5_1 · Q8_1.
+#[inline(always)]
+pub(super) unsafe fn q5_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let mut mins = 0.0f32;
+    // SAFETY: see the module's contract.
+    let dots = unsafe {
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(24 * i), a.add(36 * i));
+            mins += read_f16(wb.add(2)) * read_f16(ab.add(2));
+            let high = _mm256_and_si256(bits_to_bytes32(wb.add(4)), _mm256_set1_epi8(0x10));
+            let x = _mm256_or_si256(nibbles32(wb.add(8)), high);
+            let sumi = M::dot_us(x, load256(ab.add(4)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
+        })
+    };
+    dots + mins
+}
+
+/// The 8 six-bit scales (bytes 0..8) and 8 mins (bytes 8..16) of a Q4_K/Q5_K block, from
+/// its 12 packed bytes at `p`.
+#[inline(always)]
+pub(super) unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    // SAFETY: 12 readable bytes (caller).
+    unsafe {
+        let (u0, u1, u2) = (read_u32(p), read_u32(p.add(4)), read_u32(p.add(8)));
+        let scales_lo = u0 & LOW6;
+        let scales_hi = (u2 & LOW4) | (((u0 >> 6) & LOW2) << 4);
+        let mins_lo = u1 & LOW6;
+        let mins_hi = ((u2 >> 4) & LOW4) | (((u1 >> 6) & LOW2) << 4);
+        _mm_setr_epi32(
+            scales_lo as i32,
+            scales_hi as i32,
+            mins_lo as i32,
+            mins_hi as i32,
+        )
+    }
+}
+
+/// Broadcasts i16 lane `k` of each 128-bit half (as `vpshufb` control).
+#[inline(always)]
+pub(super) unsafe fn lane16(k: i16) -> __m256i {
+    // SAFETY: register-only.
+    unsafe { _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)) }
+}
+
+/// The common tail of Q4_K and Q5_K: `Σ_j sc_j Σ q y` for the 8 sub-blocks of 32, given the
+/// sub-block quants of the 4 pairs (low: even sub-block, high: odd).
+#[inline(always)]
+unsafe fn k4_dot<M: Mac>(q: [[__m256i; 2]; 4], scales: __m256i, y: *const u8) -> __m256i {
+    // SAFETY: 256 readable activation bytes at `y` (caller).
+    unsafe {
+        let mut sumi = _mm256_setzero_si256();
+        for (j, pair) in q.iter().enumerate() {
+            let p0 = _mm256_maddubs_epi16(pair[0], load256(y.add(64 * j)));
+            let p1 = _mm256_maddubs_epi16(pair[1], load256(y.add(64 * j + 32)));
+            sumi = M::madd_acc(sumi, p0, _mm256_shuffle_epi8(scales, lane16(2 * j as i16)));
+            sumi = M::madd_acc(
+                sumi,
+                p1,
+                _mm256_shuffle_epi8(scales, lane16(2 * j as i16 + 1)),
+            );
+        }
+        sumi
+    }
+}
+
+/// `Σ_j m_j (bsums[2j] + bsums[2j+1])` as 4 i32 lanes, for the mins of Q4_K/Q5_K.
+#[inline(always)]
+unsafe fn k4_mins(mins16: __m128i, bsums: *const u8) -> __m128i {
+    // SAFETY: 32 readable bytes at `bsums` (caller).
+    unsafe {
+        let s = load256(bsums);
+        let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        _mm_madd_epi16(mins16, pairs)
+    }
+}
+
+/// Q4_K · Q8_K: per super-block `d Σ_j sc_j Σ q y - dmin Σ_j m_j Σ y`.
+#[inline(always)]
+pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut acc_m = _mm_setzero_ps();
+        let m4 = _mm256_set1_epi8(0x0f);
+        for i in 0..nb {
+            let (wb, ab) = (w.add(144 * i), a.add(292 * i));
+            let da = read_f32(ab);
+            let d = da * read_f16(wb);
+            let dmin = da * read_f16(wb.add(2));
+            let sm = _mm256_cvtepu8_epi16(k4_scales_mins(wb.add(4)));
+            let prod = k4_mins(_mm256_extracti128_si256::<1>(sm), ab.add(260));
+            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+            let scales = _mm256_permute2x128_si256::<0x00>(sm, sm);
+            let qs = wb.add(16);
+            let mut q = [[_mm256_setzero_si256(); 2]; 4];
+            for (j, pair) in q.iter_mut().enumerate() {
+                let bits = load256(qs.add(32 * j));
+                pair[0] = _mm256_and_si256(bits, m4);
+                pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            }
+            let sumi = k4_dot::<M>(q, scales, ab.add(4));
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+        }
+        hsum_ps(_mm256_add_ps(acc[0], acc[1])) - hsum_ps128(acc_m)
+    }
+}
+
+/// Q5_K · Q8_K: as Q4_K with the fifth bit of sub-block `s` in bit `s` of `qh[l]`.
+#[inline(always)]
+pub(super) unsafe fn q5_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut acc_m = _mm_setzero_ps();
+        let m4 = _mm256_set1_epi8(0x0f);
+        let b4 = _mm256_set1_epi8(0x10);
+        for i in 0..nb {
+            let (wb, ab) = (w.add(176 * i), a.add(292 * i));
+            let da = read_f32(ab);
+            let d = da * read_f16(wb);
+            let dmin = da * read_f16(wb.add(2));
+            let sm = _mm256_cvtepu8_epi16(k4_scales_mins(wb.add(4)));
+            let prod = k4_mins(_mm256_extracti128_si256::<1>(sm), ab.add(260));
+            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+            let scales = _mm256_permute2x128_si256::<0x00>(sm, sm);
+            let mut hbits = load256(wb.add(16));
+            let qs = wb.add(48);
+            let mut q = [[_mm256_setzero_si256(); 2]; 4];
+            for (j, pair) in q.iter_mut().enumerate() {
+                let bits = load256(qs.add(32 * j));
+                // Bits 0 and 1 of `hbits` are the fifth bits of sub-blocks 2j and 2j + 1.
+                let h0 = _mm256_and_si256(_mm256_slli_epi16::<4>(hbits), b4);
+                let h1 = _mm256_and_si256(_mm256_slli_epi16::<3>(hbits), b4);
+                hbits = _mm256_srli_epi16::<2>(hbits);
+                pair[0] = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
+                pair[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), h1);
+            }
+            let sumi = k4_dot::<M>(q, scales, ab.add(4));
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+        }
+        hsum_ps(_mm256_add_ps(acc[0], acc[1])) - hsum_ps128(acc_m)
+    }
+}
+
+/// `Σ_k sc_k Σ q y` over the 16 sub-blocks of 16 of a super-block, given 8 registers of
+/// unsigned quants (32 elements each, in element order) and the 16 scales as i16 in `sc16`
+/// (lanes 0..8 in the low half, 8..16 in the high half).
+#[inline(always)]
+pub(super) unsafe fn k16_dot<M: Mac>(q: [__m256i; 8], sc16: __m256i, y: *const u8) -> __m256i {
+    // SAFETY: 256 readable activation bytes at `y` (caller).
+    unsafe {
+        // Register r covers sub-blocks 2r (low half) and 2r + 1 (high half).
+        let lo = _mm256_permute2x128_si256::<0x00>(sc16, sc16);
+        let hi = _mm256_permute2x128_si256::<0x11>(sc16, sc16);
+        let mut sumi = _mm256_setzero_si256();
+        for (r, &qr) in q.iter().enumerate() {
+            let src = if r < 4 { lo } else { hi };
+            let k = 2 * (r as i16 % 4);
+            let ctl = _mm256_set_m128i(
+                _mm256_castsi256_si128(lane16(k + 1)),
+                _mm256_castsi256_si128(lane16(k)),
+            );
+            let p = _mm256_maddubs_epi16(qr, load256(y.add(32 * r)));
+            sumi = M::madd_acc(sumi, p, _mm256_shuffle_epi8(src, ctl));
+        }
+        sumi
+    }
+}
+
+/// The 256 six-bit quants (0..64) of the Q6_K block at `wb`, in element order.
+#[inline(always)]
+pub(super) unsafe fn q6_k_quants(wb: *const u8) -> [__m256i; 8] {
+    // SAFETY: a whole Q6_K block at `wb` (caller).
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(0x03);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let l1 = load256(wb.add(64 * h));
+            let l2 = load256(wb.add(64 * h + 32));
+            let hb = load256(wb.add(128 + 32 * h));
+            let hb0 = _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m2));
+            let hb1 = _mm256_slli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(0x0c)));
+            let hb2 = _mm256_and_si256(hb, _mm256_set1_epi8(0x30));
+            let hb3 = _mm256_srli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(-64)));
+            q[4 * h] = _mm256_or_si256(_mm256_and_si256(l1, m4), hb0);
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l2, m4), hb1);
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4), hb2);
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l2), m4), hb3);
+        }
+        q
+    }
+}
+
+/// Q6_K · Q8_K: per super-block `d Σ_k sc_k Σ (q - 32) y`, with the 32 folded into the
+/// activation sums: `Σ sc (q - 32) y = Σ sc q y - 32 Σ sc bsum`.
+#[inline(always)]
+pub(super) unsafe fn q6_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for i in 0..nb {
+            let (wb, ab) = (w.add(210 * i), a.add(292 * i));
+            let d = read_f32(ab) * read_f16(wb.add(208));
+            let sc16 = _mm256_cvtepi8_epi16(load128(wb.add(192)));
+            let bias = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load256(ab.add(260)), sc16));
+            let q = q6_k_quants(wb);
+            let sumi = _mm256_sub_epi32(k16_dot::<M>(q, sc16, ab.add(4)), bias);
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+        }
+        hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// The 16 scales of a Q3_K block, six bits each minus 32, as i8.
+#[inline(always)]
+unsafe fn q3_k_scales(p: *const u8) -> __m128i {
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    // SAFETY: 12 readable bytes (caller).
+    unsafe {
+        let (a0, a1, t) = (read_u32(p), read_u32(p.add(4)), read_u32(p.add(8)));
+        let s = _mm_setr_epi32(
+            ((a0 & LOW4) | ((t & LOW2) << 4)) as i32,
+            ((a1 & LOW4) | (((t >> 2) & LOW2) << 4)) as i32,
+            (((a0 >> 4) & LOW4) | (((t >> 4) & LOW2) << 4)) as i32,
+            (((a1 >> 4) & LOW4) | (((t >> 6) & LOW2) << 4)) as i32,
+        );
+        _mm_sub_epi8(s, _mm_set1_epi8(32))
+    }
+}
+
+/// Q3_K · Q8_K: `q = low2 + 4·hbit - 4`; the -4 is folded into the activation sums.
+#[inline(always)]
+pub(super) unsafe fn q3_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let m2 = _mm256_set1_epi8(0x03);
+        let four = _mm256_set1_epi8(0x04);
+        for i in 0..nb {
+            let (wb, ab) = (w.add(110 * i), a.add(292 * i));
+            let d = read_f32(ab) * read_f16(wb.add(108));
+            let sc16 = _mm256_cvtepi8_epi16(q3_k_scales(wb.add(96)));
+            let bias = _mm256_slli_epi32::<2>(_mm256_madd_epi16(load256(ab.add(260)), sc16));
+            let mut hm = load256(wb);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let mut bits = load256(wb.add(32 + 32 * h));
+                for j in 0..4 {
+                    let high = _mm256_and_si256(_mm256_slli_epi16::<2>(hm), four);
+                    hm = _mm256_srli_epi16::<1>(hm);
+                    q[4 * h + j] = _mm256_or_si256(_mm256_and_si256(bits, m2), high);
+                    bits = _mm256_srli_epi16::<2>(bits);
+                }
+            }
+            let sumi = _mm256_sub_epi32(k16_dot::<M>(q, sc16, ab.add(4)), bias);
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+        }
+        hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// Q2_K · Q8_K: `d Σ sc Σ q y - dmin Σ m bsum`, scales and mins 4 bits each.
+#[inline(always)]
+pub(super) unsafe fn q2_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: see the module's contract.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut mins_total = 0.0f32;
+        let m2 = _mm256_set1_epi8(0x03);
+        for i in 0..nb {
+            let (wb, ab) = (w.add(84 * i), a.add(292 * i));
+            let da = read_f32(ab);
+            let d = da * read_f16(wb.add(80));
+            let dmin = da * read_f16(wb.add(82));
+            let packed = load128(wb);
+            let sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0f)));
+            let m16 = _mm256_cvtepu8_epi16(_mm_and_si128(
+                _mm_srli_epi16::<4>(packed),
+                _mm_set1_epi8(0x0f),
+            ));
+            let mins = hsum_epi32(_mm256_madd_epi16(load256(ab.add(260)), m16));
+            mins_total += dmin * mins as f32;
+            let mut q = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let mut bits = load256(wb.add(16 + 32 * h));
+                for j in 0..4 {
+                    q[4 * h + j] = _mm256_and_si256(bits, m2);
+                    bits = _mm256_srli_epi16::<2>(bits);
+                }
+            }
+            let sumi = k16_dot::<M>(q, sc16, ab.add(4));
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+        }
+        hsum_ps(_mm256_add_ps(acc[0], acc[1])) - mins_total
+    }
+}
+
+/// 8 f16 at element `at` of `p`, widened.
+#[inline(always)]
+unsafe fn ld_f16(p: *const u8, at: usize) -> __m256 {
+    // SAFETY: 16 readable bytes at element `at` (caller).
+    unsafe { _mm256_cvtph_ps(load128(p.add(2 * at))) }
+}
+
+/// 8 bf16 at element `at` of `p`, widened (a bf16 is the top half of an f32).
+#[inline(always)]
+unsafe fn ld_bf16(p: *const u8, at: usize) -> __m256 {
+    // SAFETY: 16 readable bytes at element `at` (caller).
+    unsafe {
+        let wide = _mm256_cvtepu16_epi32(load128(p.add(2 * at)));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
+    }
+}
+
+/// 8 f32 at element `at` of `p`.
+#[inline(always)]
+unsafe fn ld_f32(p: *const u8, at: usize) -> __m256 {
+    // SAFETY: 32 readable bytes at element `at` (caller).
+    unsafe { _mm256_loadu_ps(p.add(4 * at).cast()) }
+}
+
+/// F16 · F16 over `n` elements: widened to f32, four accumulators.
+#[inline(always)]
+pub(super) unsafe fn float16<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: 2n readable bytes behind each pointer (caller).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut at = 0;
+        while at + 32 <= n {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(ld_f16(w, at + 8 * k), ld_f16(a, at + 8 * k), *acc);
+            }
+            at += 32;
+        }
+        while at + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(ld_f16(w, at), ld_f16(a, at), acc[0]);
+            at += 8;
+        }
+        let mut sum = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
+        while at < n {
+            sum += read_f16(w.add(2 * at)) * read_f16(a.add(2 * at));
+            at += 1;
+        }
+        sum
+    }
+}
+
+/// BF16 · BF16 over `n` elements: widened to f32 (a shift), four accumulators.
+#[inline(always)]
+pub(super) unsafe fn bfloat16<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: 2n readable bytes behind each pointer (caller).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut at = 0;
+        while at + 32 <= n {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(ld_bf16(w, at + 8 * k), ld_bf16(a, at + 8 * k), *acc);
+            }
+            at += 32;
+        }
+        while at + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(ld_bf16(w, at), ld_bf16(a, at), acc[0]);
+            at += 8;
+        }
+        let mut sum = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
+        while at < n {
+            let w1 = f32::from_bits(u32::from(read_u16(w.add(2 * at))) << 16);
+            let a1 = f32::from_bits(u32::from(read_u16(a.add(2 * at))) << 16);
+            sum += w1 * a1;
+            at += 1;
+        }
+        sum
+    }
+}
+
+/// F32 · F32 over `n` elements, four accumulators.
+#[inline(always)]
+pub(super) unsafe fn float32<M: Mac>(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: 4n readable bytes behind each pointer (caller).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut at = 0;
+        while at + 32 <= n {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(ld_f32(w, at + 8 * k), ld_f32(a, at + 8 * k), *acc);
+            }
+            at += 32;
+        }
+        while at + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(ld_f32(w, at), ld_f32(a, at), acc[0]);
+            at += 8;
+        }
+        let mut sum = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
+        while at < n {
+            sum += read_f32(w.add(4 * at)) * read_f32(a.add(4 * at));
+            at += 1;
+        }
+        sum
+    }
+}

@@ -1,0 +1,207 @@
+//! Stamps out one x86 kernel variant: for a set of target features and a [`Mac`], a module of
+//! `#[target_feature]` functions instantiating the generic bodies (`dot.rs`, `act.rs`), each
+//! behind a safe wrapper with the table's signature that checks the slice lengths.
+//!
+//! [`Mac`]: super::common::Mac
+
+/// `x86_variant!(module_name, "feature,list", MacType, tile_rows, tile_cols);`
+macro_rules! x86_variant {
+    ($module:ident, $features:literal, $mac:ty, $tile_r:literal, $tile_c:literal) => {
+        pub(crate) mod $module {
+            #![allow(clippy::missing_safety_doc)]
+            use crate::kernels::x86::{act, dot, tile};
+
+            /// A dot product over whole blocks: `$w_block`/`$a_block` elements, `$w_bytes`/
+            /// `$a_bytes` bytes per block.
+            macro_rules! block_dot {
+                ($name:ident, $body:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    unsafe fn $body(nb: usize, w: *const u8, a: *const u8) -> f32 {
+                        // SAFETY: forwarded contract (whole blocks behind both pointers); the
+                        // features the body needs are enabled on this function.
+                        unsafe { dot::$body::<$mac>(nb, w, a) }
+                    }
+
+                    /// Safe entry for the kernel table.
+                    pub(crate) fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                        let nb = n / $elems;
+                        assert!(
+                            n.is_multiple_of($elems)
+                                && w.len() >= nb * $w_bytes
+                                && a.len() >= nb * $a_bytes,
+                            "{}: {n} elements need whole blocks and {} + {} bytes (got {} + {})",
+                            stringify!($name),
+                            nb * $w_bytes,
+                            nb * $a_bytes,
+                            w.len(),
+                            a.len()
+                        );
+                        // SAFETY: only reachable through a kernel table built after detecting
+                        // this variant's features; the lengths were checked above.
+                        unsafe { $body(nb, w.as_ptr(), a.as_ptr()) }
+                    }
+                };
+            }
+
+            block_dot!(vec_dot_q4_0_q8_0, q4_0, 32, 18, 34);
+            block_dot!(vec_dot_q4_1_q8_1, q4_1, 32, 20, 36);
+            block_dot!(vec_dot_q5_0_q8_0, q5_0, 32, 22, 34);
+            block_dot!(vec_dot_q5_1_q8_1, q5_1, 32, 24, 36);
+            block_dot!(vec_dot_q8_0_q8_0, q8_0, 32, 34, 34);
+            block_dot!(vec_dot_q2_k_q8_k, q2_k, 256, 84, 292);
+            block_dot!(vec_dot_q3_k_q8_k, q3_k, 256, 110, 292);
+            block_dot!(vec_dot_q4_k_q8_k, q4_k, 256, 144, 292);
+            block_dot!(vec_dot_q5_k_q8_k, q5_k, 256, 176, 292);
+            block_dot!(vec_dot_q6_k_q8_k, q6_k, 256, 210, 292);
+            block_dot!(vec_dot_f16, float16, 1, 2, 2);
+            block_dot!(vec_dot_bf16, bfloat16, 1, 2, 2);
+            block_dot!(vec_dot_f32, float32, 1, 4, 4);
+
+            /// An activation quantizer: `$elems` floats to `$bytes` bytes per block.
+            macro_rules! act_quant {
+                ($name:ident, $inner:ident, $body:ident, $elems:expr, $bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    unsafe fn $inner(x: &[f32], out: &mut [u8]) {
+                        // SAFETY: forwarded length contract; features enabled on this function.
+                        unsafe { act::$body(x, out) }
+                    }
+
+                    /// Safe entry for the kernel table.
+                    pub(crate) fn $name(x: &[f32], out: &mut [u8]) {
+                        assert!(
+                            x.len().is_multiple_of($elems)
+                                && out.len() == x.len() / $elems * $bytes,
+                            "{}: {} floats need whole blocks and {} output bytes (got {})",
+                            stringify!($name),
+                            x.len(),
+                            x.len() / $elems * $bytes,
+                            out.len()
+                        );
+                        // SAFETY: only reachable through a kernel table built after detecting
+                        // this variant's features; the lengths were checked above.
+                        unsafe { $inner(x, out) }
+                    }
+                };
+            }
+
+            act_quant!(quantize_q8_0, quantize_q8_0_tf, quantize_q8_0, 32, 34);
+            act_quant!(quantize_q8_1, quantize_q8_1_tf, quantize_q8_1, 32, 36);
+            act_quant!(quantize_q8_k, quantize_q8_k_tf, quantize_q8_k, 256, 292);
+            act_quant!(convert_f16, convert_f16_tf, convert_f16, 1, 2);
+            act_quant!(convert_bf16, convert_bf16_tf, convert_bf16, 1, 2);
+
+            /// A GEMM tile kernel over whole blocks of `$w_bytes`/`$a_bytes` bytes.
+            macro_rules! gemm_tile {
+                ($name:ident, $inner:ident, $body:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $inner(
+                        nb: usize,
+                        w: *const u8,
+                        w_stride: usize,
+                        rows: usize,
+                        a: *const u8,
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        // SAFETY: forwarded contract (rows × cols rows of whole blocks behind
+                        // the pointers, out holds the tile); features enabled here.
+                        unsafe {
+                            tile::tile_driver!(
+                                $body, $mac, $tile_r, $tile_c,
+                                nb, w, w_stride, rows, a, a_stride, cols, out, out_stride
+                            )
+                        }
+                    }
+
+                    /// Safe entry for the kernel table.
+                    #[allow(clippy::too_many_arguments)]
+                    pub(crate) fn $name(
+                        n: usize,
+                        w: &[u8],
+                        w_stride: usize,
+                        rows: usize,
+                        a: &[u8],
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        let nb = n / $elems;
+                        let fits = |len: usize, count: usize, stride: usize, record: usize| {
+                            count == 0 || (count - 1)
+                                .checked_mul(stride)
+                                .and_then(|v| v.checked_add(record))
+                                .is_some_and(|end| end <= len)
+                        };
+                        assert!(
+                            n.is_multiple_of($elems)
+                                && fits(w.len(), rows, w_stride, nb * $w_bytes)
+                                && fits(a.len(), cols, a_stride, nb * $a_bytes)
+                                && fits(out.len(), rows, out_stride, cols)
+                                && (rows < 2 || out_stride >= cols),
+                            "{}: tile of {rows}×{cols} rows of {n} elements does not fit its buffers",
+                            stringify!($name)
+                        );
+                        if rows == 0 || cols == 0 {
+                            return;
+                        }
+                        // SAFETY: only reachable through a kernel table built after detecting
+                        // this variant's features; the buffer sizes were checked above.
+                        unsafe {
+                            $inner(nb, w.as_ptr(), w_stride, rows, a.as_ptr(), a_stride, cols, out, out_stride)
+                        }
+                    }
+                };
+            }
+
+            gemm_tile!(gemm_q4_0_q8_0, gemm_q4_0_tf, q4_0, 32, 18, 34);
+            gemm_tile!(gemm_q8_0_q8_0, gemm_q8_0_tf, q8_0, 32, 34, 34);
+            gemm_tile!(gemm_q4_k_q8_k, gemm_q4_k_tf, q4_k, 256, 144, 292);
+            gemm_tile!(gemm_q6_k_q8_k, gemm_q6_k_tf, q6_k, 256, 210, 292);
+
+            use crate::kernels::{ActKernels, DotKernels, GemmKernels, Kernels};
+
+            /// `base` with every entry this variant implements replaced.
+            pub(crate) fn table(base: Kernels) -> Kernels {
+                Kernels {
+                    dot: DotKernels {
+                        q4_0: vec_dot_q4_0_q8_0,
+                        q4_1: vec_dot_q4_1_q8_1,
+                        q5_0: vec_dot_q5_0_q8_0,
+                        q5_1: vec_dot_q5_1_q8_1,
+                        q8_0: vec_dot_q8_0_q8_0,
+                        q2_k: vec_dot_q2_k_q8_k,
+                        q3_k: vec_dot_q3_k_q8_k,
+                        q4_k: vec_dot_q4_k_q8_k,
+                        q5_k: vec_dot_q5_k_q8_k,
+                        q6_k: vec_dot_q6_k_q8_k,
+                        f16: vec_dot_f16,
+                        bf16: vec_dot_bf16,
+                        f32: vec_dot_f32,
+                    },
+                    gemm: GemmKernels {
+                        q4_0: Some(gemm_q4_0_q8_0),
+                        q8_0: Some(gemm_q8_0_q8_0),
+                        q4_k: Some(gemm_q4_k_q8_k),
+                        q6_k: Some(gemm_q6_k_q8_k),
+                        ..base.gemm
+                    },
+                    act: ActKernels {
+                        q8_0: quantize_q8_0,
+                        q8_1: quantize_q8_1,
+                        q8_k: quantize_q8_k,
+                        f16: convert_f16,
+                        bf16: convert_bf16,
+                        ..base.act
+                    },
+                    ..base
+                }
+            }
+        }
+    };
+}
+
+pub(super) use x86_variant;
