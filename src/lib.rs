@@ -26,6 +26,7 @@
 
 pub mod dtype;
 pub mod gguf;
+pub mod kernels;
 pub mod quant;
 pub mod quantize;
 

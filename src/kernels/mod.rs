@@ -59,3 +59,6 @@
 // matmul.rs (Y = X·Wᵀ: n = 1 parallel over weight rows with rayon; n > 1 tiled with GemmTileFn;
 // f32/f16 matmul for attention), x86/avx2.rs, x86/avx512.rs, aarch64/neon.rs,
 // aarch64/dotprod.rs.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
