@@ -4,61 +4,584 @@
 //!
 //! The shape follows tract's `linalg`: a table of function pointers ([`Kernels`]) whose portable
 //! entries each tier overrides with what it implements better. Every SIMD entry is tested
-//! against the scalar one (`tests/kernels_tiers.rs`), and the scalar ones against ggml.
+//! against the scalar one (`tests/kernels_tiers.rs`), and the scalar ones against ggml
+//! (`tests/kernels_ggml.rs`).
 //!
-//! Pairing of weight and activation types (as ggml's `vec_dot_type`): Q4_0, Q5_0, Q8_0 with
-//! Q8_0; Q4_1, Q5_1 with Q8_1; Q2_K..Q6_K with Q8_K; F16 with F16; BF16 with BF16; F32 with F32.
-//! Activation rows are quantized once (per row of X) into that type's bytes, then dotted with
-//! each weight row.
-
-// DESIGN (to be implemented; this comment goes when done):
-//
-//   pub enum Tier { Scalar, Avx2, Avx512, Neon, NeonDotprod }
-//     Tier::name() ("scalar", "avx2", "avx512", "neon", "neon-dotprod"), Tier::parse(&str),
-//     Tier::is_supported(self) -> bool (runtime detection: is_x86_feature_detected!("avx2") &&
-//     "fma" && "f16c" for Avx2; "avx512f" && "avx512bw" (+ the Avx2 set) for Avx512 — VNNI
-//     ("avx512vnni") is used inside the Avx512 tier when present, as a sub-variant;
-//     std::arch::is_aarch64_feature_detected!("neon") / ("dotprod") on aarch64; false on other
-//     architectures), Tier::ALL, Tier::best_supported().
-//
-//   /// Dot product of one weight row (`n` elements of the weight type, as stored in GGUF: any
-//   /// alignment) with one activation row already converted to the paired activation type.
-//   pub type VecDotFn = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
-//   /// Converts an f32 row to an activation type's bytes (Q8_0, Q8_1, Q8_K, F16, BF16, F32).
-//   pub type QuantizeActFn = fn(x: &[f32], out: &mut [u8]);
-//   /// A tile of dot products for batched inputs: for r in 0..rows, c in 0..cols:
-//   ///   out[r * out_stride + c] = dot(w[r * w_stride ..], a[c * a_stride ..])   (n elements)
-//   /// so each weight block is read once per tile of activation rows.
-//   pub type GemmTileFn = fn(n: usize, w: &[u8], w_stride: usize, rows: usize,
-//                            a: &[u8], a_stride: usize, cols: usize,
-//                            out: &mut [f32], out_stride: usize);
-//
-//   pub struct DotKernels { pub q4_0: VecDotFn, pub q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k,
-//                           q5_k, q6_k, f16, bf16, f32: VecDotFn }
-//   pub struct GemmKernels { same fields: GemmTileFn }   (generic default: loops of VecDotFn)
-//   pub struct ActKernels { pub q8_0, q8_1, q8_k, f16, bf16, f32: QuantizeActFn }
-//   pub struct Kernels { pub tier: Tier, pub dot: DotKernels, pub gemm: GemmKernels,
-//                        pub act: ActKernels }
-//   impl Kernels {
-//       pub fn for_tier(tier: Tier) -> Option<&'static Kernels>  // None if not supported here
-//       pub fn vec_dot(&self, w_type: GgmlType) -> Option<VecDotFn>
-//       pub fn activation_type(w_type: GgmlType) -> Option<GgmlType>
-//       pub fn quantize_activations(&self, act_type, x, out) -> Result<(), KernelError>
-//   }
-//   /// The kernels for this process: LLAVA_CPU=scalar|avx2|avx512|neon|neon-dotprod if set
-//   /// (an unsupported or unknown value is an error naming the supported ones), else the best.
-//   pub fn kernels() -> &'static Kernels   (OnceLock; `try_kernels()` returns the error)
-//
-//   A tier's table is built from the scalar one with struct update syntax, e.g.
-//     Kernels { tier: Tier::Avx2, dot: DotKernels { q4_0: avx2::vec_dot_q4_0_q8_0, ..scalar::DOT }, .. }
-//   SIMD entries are safe `fn`s that call a `#[target_feature(enable = ...)] unsafe fn` inside
-//   `unsafe { }` with `// SAFETY: only reachable through a table built after detection`.
-//
-// Files: mod.rs (this: Tier, table, detection), scalar.rs (reference dots + gemm tiles + act
-// quantizers; activation quantizers reuse crate::quant's exact q8_0/q8_1/q8_k code),
-// matmul.rs (Y = X·Wᵀ: n = 1 parallel over weight rows with rayon; n > 1 tiled with GemmTileFn;
-// f32/f16 matmul for attention), x86/avx2.rs, x86/avx512.rs, aarch64/neon.rs,
-// aarch64/dotprod.rs.
+//! Pairing of weight and activation types (as ggml's `vec_dot_type`, see
+//! [`activation_type`]): Q4_0, Q5_0, Q8_0 with Q8_0; Q4_1, Q5_1 with Q8_1; Q2_K..Q6_K with
+//! Q8_K; F16 with F16; BF16 with BF16; F32 with F32. Activation rows are quantized once (per row
+//! of X) into that type's bytes, then dotted with each weight row ([`matmul`]).
+//!
+//! Registering a tier: its module exposes `pub(crate) fn kernels(base: Kernels) -> Kernels`
+//! that overrides entries of `base` (the scalar table, with `tier` already set) by struct
+//! update, e.g. `Kernels { dot: DotKernels { q4_0: vec_dot_q4_0_q8_0, ..base.dot }, ..base }`,
+//! and is called from [`build_table`]. SIMD entries are safe `fn`s that call a
+//! `#[target_feature(enable = ...)] unsafe fn` inside `unsafe { }` with
+//! `// SAFETY: only reachable through a table built after detection`. See docs/kernels.md.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub mod matmul;
+pub mod scalar;
+
+use std::sync::OnceLock;
+
+use thiserror::Error;
+
+use crate::GgmlType;
+use crate::quant::QuantError;
+
+pub use matmul::{QuantMatrix, matmul, matmul_f16, matmul_f32, matmul_nn_f32};
+
+/// A set of kernels, from the portable reference to the widest SIMD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Portable Rust, the reference every other tier is tested against.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C.
+    Avx2,
+    /// x86-64 with AVX-512 F/BW/DQ/VL (and the AVX2 set); uses VNNI inside when present.
+    Avx512,
+    /// aarch64 with Advanced SIMD.
+    Neon,
+    /// aarch64 with Advanced SIMD and the dot-product extension (`sdot`).
+    NeonDotprod,
+}
+
+impl Tier {
+    /// Every tier, from the reference to the widest.
+    pub const ALL: [Tier; 5] = [
+        Tier::Scalar,
+        Tier::Avx2,
+        Tier::Avx512,
+        Tier::Neon,
+        Tier::NeonDotprod,
+    ];
+
+    /// The name `LLAVA_CPU` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Scalar => "scalar",
+            Tier::Avx2 => "avx2",
+            Tier::Avx512 => "avx512",
+            Tier::Neon => "neon",
+            Tier::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// The tier named `name` (as [`Tier::name`]; surrounding whitespace and case are ignored).
+    pub fn parse(name: &str) -> Result<Tier, KernelError> {
+        let wanted = name.trim().to_ascii_lowercase();
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.name() == wanted)
+            .ok_or_else(|| KernelError::UnknownTier {
+                value: name.to_string(),
+                supported: supported_names(),
+            })
+    }
+
+    /// Whether this CPU can run the tier (runtime detection).
+    pub fn is_supported(self) -> bool {
+        match self {
+            Tier::Scalar => true,
+            Tier::Avx2 => detect::avx2(),
+            Tier::Avx512 => detect::avx512(),
+            Tier::Neon => detect::neon(),
+            Tier::NeonDotprod => detect::neon_dotprod(),
+        }
+    }
+
+    /// The tiers this CPU supports, from the reference to the widest.
+    pub fn supported() -> Vec<Tier> {
+        Tier::ALL.into_iter().filter(|t| t.is_supported()).collect()
+    }
+
+    /// The widest tier this CPU supports.
+    pub fn best_supported() -> Tier {
+        Tier::ALL
+            .into_iter()
+            .rev()
+            .find(|t| t.is_supported())
+            .unwrap_or(Tier::Scalar)
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn supported_names() -> String {
+    Tier::supported()
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runtime CPU feature detection for each tier.
+mod detect {
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn avx2() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn avx512() -> bool {
+        avx2()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn avx2() -> bool {
+        false
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn avx512() -> bool {
+        false
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    pub(super) fn neon() -> bool {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    pub(super) fn neon_dotprod() -> bool {
+        neon() && std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+
+    #[cfg(not(target_arch = "aarch64"))]
+    pub(super) fn neon() -> bool {
+        false
+    }
+
+    #[cfg(not(target_arch = "aarch64"))]
+    pub(super) fn neon_dotprod() -> bool {
+        false
+    }
+}
+
+/// Why a kernel could not be chosen or run.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KernelError {
+    #[error("LLAVA_CPU={value:?} names no CPU tier; this CPU supports: {supported}")]
+    UnknownTier { value: String, supported: String },
+    #[error("CPU tier {tier} is not supported by this CPU; it supports: {supported}")]
+    UnsupportedTier { tier: Tier, supported: String },
+    #[error("no dot-product kernel for weight type {0}")]
+    UnsupportedWeightType(GgmlType),
+    #[error("type {0} is not an activation type (Q8_0, Q8_1, Q8_K, F16, BF16 or F32)")]
+    UnsupportedActivationType(GgmlType),
+    #[error("{what}: expected {expected}, got {actual}")]
+    Shape {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+}
+
+/// Dot product of one weight row (`n` elements of the weight type, as stored in GGUF: any
+/// alignment) with one activation row already converted to the paired activation type.
+/// `n` is a whole number of blocks of both types, and `w` and `a` hold at least `n` elements
+/// (an entry panics otherwise; the checked entry point is [`Kernels::dot`]).
+pub type VecDotFn = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
+
+/// Converts an f32 row to an activation type's bytes (Q8_0, Q8_1, Q8_K, F16, BF16, F32).
+/// `x.len()` is a whole number of blocks and `out` exactly its bytes (an entry panics
+/// otherwise; the checked entry point is [`Kernels::quantize_activations`]).
+pub type QuantizeActFn = fn(x: &[f32], out: &mut [u8]);
+
+/// A tile of dot products for batched inputs: for `r` in `0..rows`, `c` in `0..cols`,
+/// `out[r * out_stride + c] = dot(n, &w[r * w_stride..], &a[c * a_stride..])`,
+/// so each weight block is read once per tile of activation rows.
+pub type GemmTileFn = fn(
+    n: usize,
+    w: &[u8],
+    w_stride: usize,
+    rows: usize,
+    a: &[u8],
+    a_stride: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+);
+
+/// One dot-product kernel per weight type, each paired with its [`activation_type`].
+#[derive(Clone, Copy, Debug)]
+pub struct DotKernels {
+    pub q4_0: VecDotFn,
+    pub q4_1: VecDotFn,
+    pub q5_0: VecDotFn,
+    pub q5_1: VecDotFn,
+    pub q8_0: VecDotFn,
+    pub q2_k: VecDotFn,
+    pub q3_k: VecDotFn,
+    pub q4_k: VecDotFn,
+    pub q5_k: VecDotFn,
+    pub q6_k: VecDotFn,
+    pub f16: VecDotFn,
+    pub bf16: VecDotFn,
+    pub f32: VecDotFn,
+}
+
+/// Optional tile kernels per weight type; `None` means a tile is computed by looping the
+/// tier's [`VecDotFn`] (see [`Kernels::gemm_tile`]).
+#[derive(Clone, Copy, Debug)]
+pub struct GemmKernels {
+    pub q4_0: Option<GemmTileFn>,
+    pub q4_1: Option<GemmTileFn>,
+    pub q5_0: Option<GemmTileFn>,
+    pub q5_1: Option<GemmTileFn>,
+    pub q8_0: Option<GemmTileFn>,
+    pub q2_k: Option<GemmTileFn>,
+    pub q3_k: Option<GemmTileFn>,
+    pub q4_k: Option<GemmTileFn>,
+    pub q5_k: Option<GemmTileFn>,
+    pub q6_k: Option<GemmTileFn>,
+    pub f16: Option<GemmTileFn>,
+    pub bf16: Option<GemmTileFn>,
+    pub f32: Option<GemmTileFn>,
+}
+
+/// One activation quantizer per activation type.
+#[derive(Clone, Copy, Debug)]
+pub struct ActKernels {
+    pub q8_0: QuantizeActFn,
+    pub q8_1: QuantizeActFn,
+    pub q8_k: QuantizeActFn,
+    pub f16: QuantizeActFn,
+    pub bf16: QuantizeActFn,
+    pub f32: QuantizeActFn,
+}
+
+/// The kernels of one tier.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub tier: Tier,
+    pub dot: DotKernels,
+    pub gemm: GemmKernels,
+    pub act: ActKernels,
+}
+
+/// The weight types with a dot-product kernel, in [`DotKernels`] field order.
+pub const WEIGHT_TYPES: [GgmlType; 13] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::F32,
+];
+
+/// The activation types, in [`ActKernels`] field order.
+pub const ACTIVATION_TYPES: [GgmlType; 6] = [
+    GgmlType::Q8_0,
+    GgmlType::Q8_1,
+    GgmlType::Q8_K,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::F32,
+];
+
+/// The type activations are converted to before a dot product with weights of `w_type`
+/// (ggml's `vec_dot_type`), or `None` if there is no kernel for `w_type`.
+pub fn activation_type(w_type: GgmlType) -> Option<GgmlType> {
+    use GgmlType::*;
+    Some(match w_type {
+        Q4_0 | Q5_0 | Q8_0 => Q8_0,
+        Q4_1 | Q5_1 => Q8_1,
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
+        F16 => F16,
+        BF16 => BF16,
+        F32 => F32,
+        _ => return None,
+    })
+}
+
+impl DotKernels {
+    /// The kernel for `w_type`, if it has one.
+    pub fn get(&self, w_type: GgmlType) -> Option<VecDotFn> {
+        use GgmlType::*;
+        Some(match w_type {
+            Q4_0 => self.q4_0,
+            Q4_1 => self.q4_1,
+            Q5_0 => self.q5_0,
+            Q5_1 => self.q5_1,
+            Q8_0 => self.q8_0,
+            Q2_K => self.q2_k,
+            Q3_K => self.q3_k,
+            Q4_K => self.q4_k,
+            Q5_K => self.q5_k,
+            Q6_K => self.q6_k,
+            F16 => self.f16,
+            BF16 => self.bf16,
+            F32 => self.f32,
+            _ => return None,
+        })
+    }
+}
+
+impl GemmKernels {
+    /// No tile kernels: every tile loops the dot-product kernel.
+    pub const NONE: GemmKernels = GemmKernels {
+        q4_0: None,
+        q4_1: None,
+        q5_0: None,
+        q5_1: None,
+        q8_0: None,
+        q2_k: None,
+        q3_k: None,
+        q4_k: None,
+        q5_k: None,
+        q6_k: None,
+        f16: None,
+        bf16: None,
+        f32: None,
+    };
+
+    /// The tile kernel for `w_type`, if the tier has one.
+    pub fn get(&self, w_type: GgmlType) -> Option<GemmTileFn> {
+        use GgmlType::*;
+        match w_type {
+            Q4_0 => self.q4_0,
+            Q4_1 => self.q4_1,
+            Q5_0 => self.q5_0,
+            Q5_1 => self.q5_1,
+            Q8_0 => self.q8_0,
+            Q2_K => self.q2_k,
+            Q3_K => self.q3_k,
+            Q4_K => self.q4_k,
+            Q5_K => self.q5_k,
+            Q6_K => self.q6_k,
+            F16 => self.f16,
+            BF16 => self.bf16,
+            F32 => self.f32,
+            _ => None,
+        }
+    }
+}
+
+impl ActKernels {
+    /// The quantizer producing `act_type`, if it is an activation type.
+    pub fn get(&self, act_type: GgmlType) -> Option<QuantizeActFn> {
+        use GgmlType::*;
+        Some(match act_type {
+            Q8_0 => self.q8_0,
+            Q8_1 => self.q8_1,
+            Q8_K => self.q8_k,
+            F16 => self.f16,
+            BF16 => self.bf16,
+            F32 => self.f32,
+            _ => return None,
+        })
+    }
+}
+
+/// Bytes of `n` elements of `ty`, or a shape error if `n` is not a whole number of blocks.
+pub(crate) fn bytes_of(ty: GgmlType, n: usize) -> Result<usize, KernelError> {
+    Ok(crate::quant::row_bytes(ty, n)?)
+}
+
+fn check_len(what: &'static str, actual: usize, expected: usize) -> Result<(), KernelError> {
+    if actual != expected {
+        return Err(KernelError::Shape {
+            what,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+impl Kernels {
+    /// The table of `tier`, or `None` if this CPU cannot run it.
+    pub fn for_tier(tier: Tier) -> Option<&'static Kernels> {
+        static TABLES: [OnceLock<Kernels>; 5] = [const { OnceLock::new() }; 5];
+        if !tier.is_supported() {
+            return None;
+        }
+        let slot = &TABLES[Tier::ALL.iter().position(|t| *t == tier)?];
+        Some(slot.get_or_init(|| build_table(tier)))
+    }
+
+    /// The dot-product kernel for weights of `w_type`.
+    pub fn vec_dot(&self, w_type: GgmlType) -> Option<VecDotFn> {
+        self.dot.get(w_type)
+    }
+
+    /// The type activations are converted to for weights of `w_type` ([`activation_type`]).
+    pub fn activation_type(w_type: GgmlType) -> Option<GgmlType> {
+        activation_type(w_type)
+    }
+
+    /// Converts `x` to `act_type`'s bytes in `out`, which must be exactly their size.
+    pub fn quantize_activations(
+        &self,
+        act_type: GgmlType,
+        x: &[f32],
+        out: &mut [u8],
+    ) -> Result<(), KernelError> {
+        let quantize = self
+            .act
+            .get(act_type)
+            .ok_or(KernelError::UnsupportedActivationType(act_type))?;
+        check_len("activation bytes", out.len(), bytes_of(act_type, x.len())?)?;
+        quantize(x, out);
+        Ok(())
+    }
+
+    /// Dot product of `n` weights of `w_type` with `n` activations of its
+    /// [`activation_type`], both exactly `n` elements long.
+    pub fn dot(&self, w_type: GgmlType, n: usize, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
+        let kernel = self
+            .vec_dot(w_type)
+            .ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        let act_type = activation_type(w_type).ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        check_len("weight bytes", w.len(), bytes_of(w_type, n)?)?;
+        check_len("activation bytes", a.len(), bytes_of(act_type, n)?)?;
+        Ok(kernel(n, w, a))
+    }
+
+    /// A tile of dot products (see [`GemmTileFn`]) with the tier's tile kernel for `w_type`,
+    /// or by looping its dot-product kernel where it has none. Shapes are checked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_tile(
+        &self,
+        w_type: GgmlType,
+        n: usize,
+        w: &[u8],
+        w_stride: usize,
+        rows: usize,
+        a: &[u8],
+        a_stride: usize,
+        cols: usize,
+        out: &mut [f32],
+        out_stride: usize,
+    ) -> Result<(), KernelError> {
+        let dot = self
+            .vec_dot(w_type)
+            .ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        let act_type = activation_type(w_type).ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        let (w_row, a_row) = (bytes_of(w_type, n)?, bytes_of(act_type, n)?);
+        check_tile_buffer("weight tile bytes", w.len(), rows, w_stride, w_row)?;
+        check_tile_buffer("activation tile bytes", a.len(), cols, a_stride, a_row)?;
+        check_tile_buffer("output tile elements", out.len(), rows, out_stride, cols)?;
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        match self.gemm.get(w_type) {
+            Some(tile) => tile(n, w, w_stride, rows, a, a_stride, cols, out, out_stride),
+            None => scalar::gemm_tile_by_dots(
+                dot, n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a buffer of `len` units holds `count` records of `record` units at `stride`.
+fn check_tile_buffer(
+    what: &'static str,
+    len: usize,
+    count: usize,
+    stride: usize,
+    record: usize,
+) -> Result<(), KernelError> {
+    if count == 0 {
+        return Ok(());
+    }
+    if stride < record {
+        return Err(KernelError::Shape {
+            what: "tile stride (at least one row)",
+            expected: record,
+            actual: stride,
+        });
+    }
+    let needed = (count - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(record))
+        .unwrap_or(usize::MAX);
+    if len < needed {
+        return Err(KernelError::Shape {
+            what,
+            expected: needed,
+            actual: len,
+        });
+    }
+    Ok(())
+}
+
+/// Builds the table of `tier`: the scalar table, with each entry the tier implements replaced.
+fn build_table(tier: Tier) -> Kernels {
+    let base = Kernels {
+        tier,
+        ..scalar::KERNELS
+    };
+    // Tier modules register here, e.g.
+    //   #[cfg(target_arch = "x86_64")] Tier::Avx2 => x86::avx2::kernels(base),
+    match tier {
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => aarch64::neon::kernels(base),
+        #[cfg(target_arch = "aarch64")]
+        Tier::NeonDotprod => aarch64::dotprod::kernels(base),
+        _ => base,
+    }
+}
+
+/// The kernels for this process: those of `LLAVA_CPU` (scalar, avx2, avx512, neon,
+/// neon-dotprod) if it is set and not empty, else those of [`Tier::best_supported`].
+/// The choice is made once; an unknown or unsupported `LLAVA_CPU` is an error.
+pub fn try_kernels() -> Result<&'static Kernels, KernelError> {
+    static CHOSEN: OnceLock<Result<&'static Kernels, KernelError>> = OnceLock::new();
+    CHOSEN
+        .get_or_init(|| {
+            let requested = std::env::var("LLAVA_CPU").ok();
+            kernels_for_request(requested.as_deref())
+        })
+        .clone()
+}
+
+/// The kernels of the tier named by `request` (a `LLAVA_CPU` value; `None` or blank means the
+/// best supported tier).
+pub fn kernels_for_request(request: Option<&str>) -> Result<&'static Kernels, KernelError> {
+    let tier = match request.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(name) => Tier::parse(name)?,
+        None => Tier::best_supported(),
+    };
+    Kernels::for_tier(tier).ok_or_else(|| KernelError::UnsupportedTier {
+        tier,
+        supported: supported_names(),
+    })
+}
+
+/// The kernels for this process, as [`try_kernels`]; where `LLAVA_CPU` is invalid, the error
+/// is printed once to stderr and the best supported tier is used.
+pub fn kernels() -> &'static Kernels {
+    static FALLBACK_WARNED: OnceLock<()> = OnceLock::new();
+    match try_kernels() {
+        Ok(k) => k,
+        Err(err) => {
+            FALLBACK_WARNED.get_or_init(|| eprintln!("llava: {err}; using the best CPU tier"));
+            let best = Tier::best_supported();
+            Kernels::for_tier(best).unwrap_or(&scalar::KERNELS)
+        }
+    }
+}

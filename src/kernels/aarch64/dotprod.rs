@@ -7,6 +7,28 @@
 
 use super::simd::Sdot;
 use super::{k_dots, legacy_dots};
+use crate::kernels::{DotKernels, Kernels};
+
+/// `base` with the NEON tier's entries, and this tier's int8 dots over them.
+pub(crate) fn kernels(base: Kernels) -> Kernels {
+    let neon = super::neon::kernels(base);
+    Kernels {
+        dot: DotKernels {
+            q4_0: vec_dot_q4_0_q8_0,
+            q4_1: vec_dot_q4_1_q8_1,
+            q5_0: vec_dot_q5_0_q8_0,
+            q5_1: vec_dot_q5_1_q8_1,
+            q8_0: vec_dot_q8_0_q8_0,
+            q2_k: vec_dot_q2_k_q8_k,
+            q3_k: vec_dot_q3_k_q8_k,
+            q4_k: vec_dot_q4_k_q8_k,
+            q5_k: vec_dot_q5_k_q8_k,
+            q6_k: vec_dot_q6_k_q8_k,
+            ..neon.dot
+        },
+        ..neon
+    }
+}
 
 /// Q4_0 · Q8_0.
 pub(crate) fn vec_dot_q4_0_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {

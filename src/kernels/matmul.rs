@@ -1,0 +1,334 @@
+//! Matrix products on top of the kernel table.
+//!
+//! [`matmul`]: `Y = X·Wᵀ` for a weight matrix `W` [rows × k] of any type with a dot kernel (as
+//! stored in GGUF, zero-copy from the mmap) and f32 activations `X` [n × k], giving `Y`
+//! [n × rows], all row-major. Each row of X is converted once to the paired activation type.
+//! For n = 1 (decoding) the weight rows are split in chunks of about [`DECODE_CHUNK_BYTES`]
+//! processed in parallel with rayon; for n > 1 the work is cut in tiles of
+//! [`ROW_TILE`] weight rows × [`TOKEN_TILE`] tokens, parallel over row tiles, so each weight
+//! block is read from memory once per tile of tokens (and stays in cache across it).
+//!
+//! Attention uses [`matmul_f32`] (`Q·Kᵀ` with f32 K), [`matmul_f16`] (K or Vᵀ stored as f16,
+//! dotted in F16 as ggml does) and [`matmul_nn_f32`] (`P·V`, V not transposed).
+//!
+//! Parallel work runs on the current rayon pool: use `ThreadPool::install` to choose the
+//! thread count.
+
+use rayon::prelude::*;
+
+use super::{KernelError, Kernels, activation_type, bytes_of};
+use crate::GgmlType;
+
+/// Weight rows per tile for n > 1: 64 rows of a 4096-wide Q4_K row are 147 KiB, which stay
+/// in L2 while a tile of tokens streams past them.
+pub const ROW_TILE: usize = 64;
+/// Tokens per tile for n > 1: 32 Q8_K rows of 4096 are 146 KiB.
+pub const TOKEN_TILE: usize = 32;
+/// Target bytes of weights per parallel task for n = 1: small enough for many tasks (load
+/// balance), large enough to amortise scheduling.
+pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
+
+/// A weight matrix `[rows × k]` of type `ty` in ggml's layout: `rows` rows of `k` elements,
+/// each `row_bytes` long, back to back (e.g. a tensor's bytes in a GGUF mmap).
+#[derive(Clone, Copy, Debug)]
+pub struct QuantMatrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    k: usize,
+    row_bytes: usize,
+    data: &'a [u8],
+}
+
+impl<'a> QuantMatrix<'a> {
+    /// A view of `data` as `rows` rows of `k` elements of `ty`; `data` must be exactly that
+    /// long and `ty` must have a dot kernel.
+    pub fn new(ty: GgmlType, rows: usize, k: usize, data: &'a [u8]) -> Result<Self, KernelError> {
+        activation_type(ty).ok_or(KernelError::UnsupportedWeightType(ty))?;
+        let row_bytes = bytes_of(ty, k)?;
+        let expected = row_bytes.checked_mul(rows).ok_or(KernelError::Shape {
+            what: "weight matrix bytes (overflow)",
+            expected: usize::MAX,
+            actual: data.len(),
+        })?;
+        check("weight matrix bytes", data.len(), expected)?;
+        Ok(QuantMatrix {
+            ty,
+            rows,
+            k,
+            row_bytes,
+            data,
+        })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+}
+
+fn check(what: &'static str, actual: usize, expected: usize) -> Result<(), KernelError> {
+    if actual != expected {
+        return Err(KernelError::Shape {
+            what,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// `n * m`, or a shape error naming `what`.
+fn product(what: &'static str, n: usize, m: usize, actual: usize) -> Result<usize, KernelError> {
+    n.checked_mul(m).ok_or(KernelError::Shape {
+        what,
+        expected: usize::MAX,
+        actual,
+    })
+}
+
+/// Converts the `n` rows of `x` ([n × k]) to `act_type`, row after row.
+fn quantize_rows(
+    kernels: &Kernels,
+    act_type: GgmlType,
+    x: &[f32],
+    k: usize,
+    act_row_bytes: usize,
+) -> Result<Vec<u8>, KernelError> {
+    let n = x.len() / k.max(1);
+    let mut out = vec![0u8; product("activation bytes", n, act_row_bytes, 0)?];
+    if n == 0 || k == 0 {
+        return Ok(out);
+    }
+    let quantize = kernels
+        .act
+        .get(act_type)
+        .ok_or(KernelError::UnsupportedActivationType(act_type))?;
+    if n == 1 {
+        quantize(x, &mut out);
+    } else {
+        out.par_chunks_mut(act_row_bytes)
+            .zip(x.par_chunks(k))
+            .for_each(|(dst, src)| quantize(src, dst));
+    }
+    Ok(out)
+}
+
+/// `Y = X·Wᵀ`: `x` is [n × w.k()], `y` [n × w.rows()], both row-major f32.
+pub fn matmul(
+    kernels: &Kernels,
+    w: &QuantMatrix<'_>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    let (rows, k) = (w.rows, w.k);
+    check(
+        "activation elements (n × k)",
+        x.len(),
+        product("activation elements", n, k, x.len())?,
+    )?;
+    check(
+        "output elements (n × rows)",
+        y.len(),
+        product("output elements", n, rows, y.len())?,
+    )?;
+    let act_type = activation_type(w.ty).ok_or(KernelError::UnsupportedWeightType(w.ty))?;
+    let dot = kernels
+        .vec_dot(w.ty)
+        .ok_or(KernelError::UnsupportedWeightType(w.ty))?;
+    let act_row_bytes = bytes_of(act_type, k)?;
+    if n == 0 || rows == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    let acts = quantize_rows(kernels, act_type, x, k, act_row_bytes)?;
+
+    if n == 1 {
+        let chunk_rows = (DECODE_CHUNK_BYTES / w.row_bytes).clamp(1, 256);
+        y.par_chunks_mut(chunk_rows)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                let first = chunk * chunk_rows;
+                for (i, v) in out.iter_mut().enumerate() {
+                    let row = &w.data[(first + i) * w.row_bytes..(first + i + 1) * w.row_bytes];
+                    *v = dot(k, row, &acts);
+                }
+            });
+        return Ok(());
+    }
+
+    // Yᵀ [rows × n], cut in row tiles owned by one task each, then transposed into Y.
+    let mut y_t = vec![0f32; rows * n];
+    let tiles: Result<(), KernelError> =
+        y_t.par_chunks_mut(ROW_TILE * n)
+            .enumerate()
+            .try_for_each(|(tile, out)| {
+                let first_row = tile * ROW_TILE;
+                let tile_rows = out.len() / n;
+                let w_tile =
+                    &w.data[first_row * w.row_bytes..(first_row + tile_rows) * w.row_bytes];
+                for first_token in (0..n).step_by(TOKEN_TILE) {
+                    let cols = TOKEN_TILE.min(n - first_token);
+                    let a_tile =
+                        &acts[first_token * act_row_bytes..(first_token + cols) * act_row_bytes];
+                    kernels.gemm_tile(
+                        w.ty,
+                        k,
+                        w_tile,
+                        w.row_bytes,
+                        tile_rows,
+                        a_tile,
+                        act_row_bytes,
+                        cols,
+                        &mut out[first_token..],
+                        n,
+                    )?;
+                }
+                Ok(())
+            });
+    tiles?;
+    transpose_into(&y_t, rows, n, y);
+    Ok(())
+}
+
+/// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows].
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const BLOCK: usize = 32;
+    dst.par_chunks_mut(BLOCK * rows)
+        .enumerate()
+        .for_each(|(cb, out)| {
+            let c0 = cb * BLOCK;
+            let width = out.len() / rows;
+            for r0 in (0..rows).step_by(BLOCK) {
+                for r in r0..(r0 + BLOCK).min(rows) {
+                    for dc in 0..width {
+                        out[dc * rows + r] = src[r * cols + c0 + dc];
+                    }
+                }
+            }
+        });
+}
+
+/// `Y = X·Wᵀ` with f16 weights (e.g. a K cache stored as f16): `w` holds `rows` rows of `k`
+/// f16 values, little-endian. X is rounded to f16 first, as ggml does.
+pub fn matmul_f16(
+    kernels: &Kernels,
+    w: &[u8],
+    rows: usize,
+    k: usize,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    let w = QuantMatrix::new(GgmlType::F16, rows, k, w)?;
+    matmul(kernels, &w, x, n, y)
+}
+
+/// `Y = X·Wᵀ` in f32: `x` [n × k], `w` [rows × k], `y` [n × rows] (e.g. attention scores
+/// `Q·Kᵀ`). Products and sums in f32, 8 independent accumulators.
+pub fn matmul_f32(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    rows: usize,
+    k: usize,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    check(
+        "activation elements (n × k)",
+        x.len(),
+        product("activation elements", n, k, x.len())?,
+    )?;
+    check(
+        "weight elements (rows × k)",
+        w.len(),
+        product("weight elements", rows, k, w.len())?,
+    )?;
+    check(
+        "output elements (n × rows)",
+        y.len(),
+        product("output elements", n, rows, y.len())?,
+    )?;
+    if n == 0 || rows == 0 {
+        return Ok(());
+    }
+    y.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
+        let xt = &x[t * k..(t + 1) * k];
+        for (r, v) in out.iter_mut().enumerate() {
+            *v = dot_f32_lanes(xt, &w[r * k..(r + 1) * k]);
+        }
+    });
+    Ok(())
+}
+
+/// Dot product in f32 with 8 independent accumulators (vectorisable without `unsafe`).
+fn dot_f32_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ac, ar) = a.as_chunks::<8>();
+    let (bc, br) = b.as_chunks::<8>();
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `Y = P·V` in f32: `p` [n × m], `v` [m × d] (not transposed), `y` [n × d] (e.g. attention
+/// weights times values).
+pub fn matmul_nn_f32(
+    p: &[f32],
+    n: usize,
+    m: usize,
+    v: &[f32],
+    d: usize,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    check(
+        "left elements (n × m)",
+        p.len(),
+        product("left elements", n, m, p.len())?,
+    )?;
+    check(
+        "right elements (m × d)",
+        v.len(),
+        product("right elements", m, d, v.len())?,
+    )?;
+    check(
+        "output elements (n × d)",
+        y.len(),
+        product("output elements", n, d, y.len())?,
+    )?;
+    if n == 0 || d == 0 {
+        return Ok(());
+    }
+    y.par_chunks_mut(d).enumerate().for_each(|(t, out)| {
+        out.fill(0.0);
+        for (j, &pj) in p[t * m..(t + 1) * m].iter().enumerate() {
+            for (o, &vj) in out.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+                *o += pj * vj;
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The scalar kernels against ggml's own (`ggml-sys-bleedingedge`, ggml of llama.cpp b2757,
+//! built for this CPU: its `vec_dot` are the AVX2 ones where the CPU has AVX2).
+//!
+//! - The pairing of weight and activation types is ggml's `vec_dot_type`.
+//! - Activation quantizers give ggml's reference `from_float` bytes exactly (F32 is a copy).
+//! - Dot products equal ggml's bit for bit on exact inputs (power-of-two scales, small
+//!   integers: every order of summation is exact), and are within the bound of
+//!   `kernels_support::tolerance` on realistic inputs. ggml's float dots keep 32 independent
+//!   lanes (AVX: 4 registers of 8), hence `float_lanes = 32` here.
+//!
+//! BF16 is not in ggml b2757; its dot is checked against an f64 reference instead.
+
+mod kernels_support;
+
+use std::ffi::c_void;
+use std::sync::Once;
+
+use ggml_sys_bleedingedge as ggml;
+use kernels_support::*;
+use llava::GgmlType;
+use llava::kernels::{ACTIVATION_TYPES, Kernels, Tier, WEIGHT_TYPES, activation_type};
+
+fn init_ggml() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let params = ggml::ggml_init_params {
+            mem_size: 1024,
+            mem_buffer: std::ptr::null_mut(),
+            no_alloc: true,
+        };
+        // SAFETY: plain FFI call with valid parameters; the context is freed right away, the
+        // f16 tables it initialised are global and stay.
+        unsafe {
+            let ctx = ggml::ggml_init(params);
+            assert!(!ctx.is_null(), "ggml_init failed");
+            ggml::ggml_free(ctx);
+        }
+    });
+}
+
+fn traits(ty: GgmlType) -> ggml::ggml_type_traits_t {
+    init_ggml();
+    // SAFETY: returns a struct by value for a valid type id.
+    unsafe { ggml::ggml_internal_get_type_traits(ty.id()) }
+}
+
+fn ggml_dot(w_type: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let vec_dot = traits(w_type).vec_dot.expect("ggml has a vec_dot");
+    let mut s = f32::NAN;
+    // SAFETY: both rows hold `n` elements of their types (checked by the callers' lengths),
+    // one result is written to `s`.
+    unsafe {
+        vec_dot(
+            n as i32,
+            &mut s,
+            0,
+            w.as_ptr().cast::<c_void>(),
+            0,
+            a.as_ptr().cast::<c_void>(),
+            0,
+            1,
+        )
+    };
+    s
+}
+
+fn scalar() -> &'static Kernels {
+    Kernels::for_tier(Tier::Scalar).expect("scalar is always supported")
+}
+
+fn in_ggml(ty: GgmlType) -> bool {
+    ty != GgmlType::BF16
+}
+
+#[test]
+fn pairing_is_ggmls_vec_dot_type() {
+    for w_type in WEIGHT_TYPES.into_iter().filter(|t| in_ggml(*t)) {
+        let act = activation_type(w_type).expect("paired");
+        assert_eq!(traits(w_type).vec_dot_type, act.id(), "{w_type}");
+    }
+    assert_eq!(activation_type(GgmlType::BF16), Some(GgmlType::BF16));
+    assert_eq!(activation_type(GgmlType::IQ2_XS), None);
+}
+
+#[test]
+fn activation_quantizers_match_ggml_reference_bytes() {
+    let mut rng = rng(11);
+    // ggml b2757 has no `from_float` for F32 (its activations are the row itself).
+    let converted = ACTIVATION_TYPES
+        .into_iter()
+        .filter(|t| in_ggml(*t) && *t != GgmlType::F32);
+    for act in converted {
+        for n in lengths(act) {
+            let x = realistic_f32(n, &mut rng);
+            let mut ours = vec![0u8; act.bytes_for(n as u64).unwrap() as usize];
+            scalar().quantize_activations(act, &x, &mut ours).unwrap();
+            let mut theirs = vec![0u8; ours.len()];
+            let t = traits(act);
+            let from_float = t.from_float_reference.or(t.from_float).expect("from_float");
+            // SAFETY: `x` holds n floats, `theirs` exactly the bytes of n elements of `act`.
+            unsafe { from_float(x.as_ptr(), theirs.as_mut_ptr().cast(), n as i64) };
+            assert_eq!(ours, theirs, "{act} n={n}");
+        }
+    }
+}
+
+#[test]
+fn f32_activations_are_the_row_bytes() {
+    let x = realistic_f32(64, &mut rng(15));
+    let mut out = vec![0u8; 256];
+    scalar()
+        .quantize_activations(GgmlType::F32, &x, &mut out)
+        .unwrap();
+    let expected: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn dots_equal_ggml_on_exact_inputs() {
+    let mut rng = rng(12);
+    for w_type in WEIGHT_TYPES.into_iter().filter(|t| in_ggml(*t)) {
+        for n in lengths(w_type) {
+            for _ in 0..4 {
+                let (w, a) = exact_pair(w_type, n, &mut rng);
+                let ours = scalar().dot(w_type, n, &w, &a).unwrap();
+                let theirs = ggml_dot(w_type, n, &w, &a);
+                assert_eq!(
+                    ours.to_bits(),
+                    theirs.to_bits(),
+                    "{w_type} n={n}: {ours} vs {theirs}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dots_are_within_the_rounding_bound_of_ggml() {
+    let mut rng = rng(13);
+    let mut worst = 0.0f64;
+    for w_type in WEIGHT_TYPES.into_iter().filter(|t| in_ggml(*t)) {
+        for n in lengths(w_type) {
+            for _ in 0..8 {
+                let (w, a) = realistic_pair(w_type, n, &mut rng);
+                let ours = scalar().dot(w_type, n, &w, &a).unwrap();
+                let theirs = ggml_dot(w_type, n, &w, &a);
+                let bound = magnitude(w_type, n, &w, &a);
+                let tol = tolerance(w_type, n, bound, 32);
+                let diff = f64::from(ours - theirs).abs();
+                assert!(
+                    diff <= tol,
+                    "{w_type} n={n}: ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}"
+                );
+                worst = worst.max(diff / tol);
+            }
+        }
+    }
+    println!("largest |ours - ggml| / tolerance: {worst:.3}");
+}
+
+#[test]
+fn bf16_dot_is_the_f64_sum_of_exact_products() {
+    let mut rng = rng(14);
+    for n in [1, 31, 4096] {
+        let (x, y) = (realistic_f32(n, &mut rng), realistic_f32(n, &mut rng));
+        let (w, a) = (quantize(GgmlType::BF16, &x), quantize(GgmlType::BF16, &y));
+        let (xd, yd) = (
+            dequantize(GgmlType::BF16, &w, n),
+            dequantize(GgmlType::BF16, &a, n),
+        );
+        let exact: f64 = xd
+            .iter()
+            .zip(&yd)
+            .map(|(p, q)| f64::from(*p) * f64::from(*q))
+            .sum();
+        let ours = scalar().dot(GgmlType::BF16, n, &w, &a).unwrap();
+        // One rounding of the f64 sum to f32, plus the f64 summation error (n * 2^-53 * B).
+        let bound = magnitude(GgmlType::BF16, n, &w, &a);
+        let tol = f64::from(ours).abs() * U + n as f64 * U * U * 2.0 * bound;
+        assert!(
+            (f64::from(ours) - exact).abs() <= tol,
+            "n={n}: {ours} vs {exact}"
+        );
+    }
+}

@@ -1,0 +1,497 @@
+//! Every tier this CPU supports against the scalar reference, entry by entry, and the matmul
+//! paths against a naive dequantize-then-f64 reference.
+//!
+//! - Activation quantizers: byte-identical to scalar (including rounding ties).
+//! - Dot products and gemm tiles: bit-identical on exact inputs (power-of-two scales, small
+//!   integers; see `kernels_support`), within `kernels_support::tolerance` on realistic ones
+//!   (float dots are assumed to keep at least 4 independent lanes).
+//! - Shapes: one block, three blocks (not a multiple of any SIMD width's loop), 4096.
+//!
+//! Entries are found through `WEIGHT_TYPES`/`ACTIVATION_TYPES` and the tables' `get`, so
+//! entries a tier registers are tested without changes here.
+
+mod kernels_support;
+
+use kernels_support::*;
+use llava::GgmlType;
+use llava::kernels::{
+    ACTIVATION_TYPES, KernelError, Kernels, QuantMatrix, Tier, WEIGHT_TYPES, activation_type,
+    kernels_for_request, matmul, matmul_f16, matmul_f32, matmul_nn_f32,
+};
+
+const FLOAT_LANES: usize = 4;
+
+fn scalar() -> &'static Kernels {
+    Kernels::for_tier(Tier::Scalar).expect("scalar is always supported")
+}
+
+/// The tables of every tier this CPU supports (scalar included, as a self-check).
+fn tiers() -> Vec<&'static Kernels> {
+    let tiers: Vec<_> = Tier::supported()
+        .into_iter()
+        .map(|t| Kernels::for_tier(t).expect("supported tier has a table"))
+        .collect();
+    println!(
+        "tiers: {:?}",
+        tiers.iter().map(|k| k.tier.name()).collect::<Vec<_>>()
+    );
+    tiers
+}
+
+/// Activation rows that stress the quantizers: realistic values, zeros, exact rounding ties
+/// (a block whose maximum is 127 has scale 1, so x.5 values are ties), negative maxima,
+/// tiny and huge magnitudes.
+fn activation_rows(n: usize) -> Vec<Vec<f32>> {
+    let mut rng = rng(21);
+    let mut rows = vec![realistic_f32(n, &mut rng), vec![0.0; n]];
+    rows.push(
+        (0..n)
+            .map(|i| {
+                if i % 32 == 0 {
+                    127.0
+                } else {
+                    (i % 200) as f32 - 99.5
+                }
+            })
+            .collect(),
+    );
+    rows.push(
+        (0..n)
+            .map(|i| {
+                if i % 32 == 5 {
+                    -127.0
+                } else {
+                    (i % 7) as f32 * 0.5 - 1.5
+                }
+            })
+            .collect(),
+    );
+    rows.push(
+        realistic_f32(n, &mut rng)
+            .iter()
+            .map(|v| v * 1e-30)
+            .collect(),
+    );
+    rows.push(
+        realistic_f32(n, &mut rng)
+            .iter()
+            .map(|v| v * 1e30)
+            .collect(),
+    );
+    rows
+}
+
+#[test]
+fn activation_quantizers_are_byte_identical_to_scalar() {
+    for kernels in tiers() {
+        for act in ACTIVATION_TYPES {
+            for n in lengths(act) {
+                for (i, x) in activation_rows(n).iter().enumerate() {
+                    let size = act.bytes_for(n as u64).unwrap() as usize;
+                    let (mut ours, mut reference) = (vec![0u8; size], vec![0u8; size]);
+                    kernels.quantize_activations(act, x, &mut ours).unwrap();
+                    scalar()
+                        .quantize_activations(act, x, &mut reference)
+                        .unwrap();
+                    assert!(
+                        ours == reference,
+                        "{} {act} n={n} row {i}: bytes differ from scalar",
+                        kernels.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dots_are_bit_identical_to_scalar_on_exact_inputs() {
+    let mut rng = rng(22);
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            for n in lengths(w_type) {
+                for _ in 0..4 {
+                    let (w, a) = exact_pair(w_type, n, &mut rng);
+                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
+                    let reference = scalar().dot(w_type, n, &w, &a).unwrap();
+                    assert_eq!(
+                        ours.to_bits(),
+                        reference.to_bits(),
+                        "{} {w_type} n={n}: {ours} vs scalar {reference}",
+                        kernels.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dots_are_within_the_rounding_bound_of_scalar() {
+    let mut rng = rng(23);
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            for n in lengths(w_type) {
+                for _ in 0..8 {
+                    let (w, a) = realistic_pair(w_type, n, &mut rng);
+                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
+                    let reference = scalar().dot(w_type, n, &w, &a).unwrap();
+                    let tol = tolerance(w_type, n, magnitude(w_type, n, &w, &a), FLOAT_LANES);
+                    let diff = f64::from(ours - reference).abs();
+                    assert!(
+                        diff <= tol,
+                        "{} {w_type} n={n}: {ours} vs scalar {reference}, |diff| {diff:e} > {tol:e}",
+                        kernels.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Rows of `pad`-byte padded records, to check that tiles honour strides.
+fn padded(rows: &[Vec<u8>], pad: usize) -> (Vec<u8>, usize) {
+    let stride = rows[0].len() + pad;
+    let mut out = vec![0xa5u8; stride * rows.len()];
+    for (i, r) in rows.iter().enumerate() {
+        out[i * stride..i * stride + r.len()].copy_from_slice(r);
+    }
+    (out, stride)
+}
+
+#[test]
+fn gemm_tiles_match_scalar_dots() {
+    let mut rng = rng(24);
+    let (rows, cols) = (5, 3);
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            let n = lengths(w_type)[1];
+            for exact in [true, false] {
+                let pairs: Vec<_> = (0..rows.max(cols))
+                    .map(|_| {
+                        if exact {
+                            exact_pair(w_type, n, &mut rng)
+                        } else {
+                            realistic_pair(w_type, n, &mut rng)
+                        }
+                    })
+                    .collect();
+                let w_rows: Vec<_> = pairs[..rows].iter().map(|p| p.0.clone()).collect();
+                let a_rows: Vec<_> = pairs[..cols].iter().map(|p| p.1.clone()).collect();
+                let (w, w_stride) = padded(&w_rows, 3);
+                let (a, a_stride) = padded(&a_rows, 5);
+                let out_stride = cols + 2;
+                let mut out = vec![f32::NAN; rows * out_stride];
+                kernels
+                    .gemm_tile(
+                        w_type, n, &w, w_stride, rows, &a, a_stride, cols, &mut out, out_stride,
+                    )
+                    .unwrap();
+                for r in 0..rows {
+                    for c in 0..out_stride {
+                        let got = out[r * out_stride + c];
+                        if c >= cols {
+                            assert!(
+                                got.is_nan(),
+                                "{} {w_type}: wrote outside the tile",
+                                kernels.tier
+                            );
+                            continue;
+                        }
+                        let reference = scalar().dot(w_type, n, &w_rows[r], &a_rows[c]).unwrap();
+                        if exact {
+                            assert_eq!(
+                                got.to_bits(),
+                                reference.to_bits(),
+                                "{} {w_type} ({r},{c})",
+                                kernels.tier
+                            );
+                        } else {
+                            let bound = magnitude(w_type, n, &w_rows[r], &a_rows[c]);
+                            let tol = tolerance(w_type, n, bound, FLOAT_LANES);
+                            assert!(
+                                f64::from(got - reference).abs() <= tol,
+                                "{} {w_type} ({r},{c}): {got} vs {reference}",
+                                kernels.tier
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Q4_1/Q5_1 dots use the stored, f16-rounded block sum `s` of Q8_1 activations for the min
+/// term (`m * s`), not the sum of the dequantized values: the difference `m * (s - sum a)`.
+fn q8_1_sum_correction(act: GgmlType, w: &[u8], a: &[u8], ad: &[f32]) -> f64 {
+    if act != GgmlType::Q8_1 {
+        return 0.0;
+    }
+    let f16_at = |b: &[u8], at: usize| {
+        f64::from(half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32())
+    };
+    let blocks = ad.len() / 32;
+    let w_block = w.len() / blocks;
+    (0..blocks)
+        .map(|b| {
+            let m = f16_at(w, b * w_block + 2);
+            let s = f16_at(a, b * 36 + 2);
+            let sum: f64 = ad[b * 32..(b + 1) * 32].iter().map(|v| f64::from(*v)).sum();
+            m * (s - sum)
+        })
+        .sum()
+}
+
+/// `Y = X·Wᵀ` from dequantized W and dequantized quantized X, summed in f64, and the
+/// per-element tolerance.
+fn naive_matmul(
+    w_type: GgmlType,
+    w: &[u8],
+    rows: usize,
+    k: usize,
+    x: &[f32],
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let act = activation_type(w_type).unwrap();
+    let row_bytes = w.len() / rows;
+    let mut y = vec![0f64; n * rows];
+    let mut tol = vec![0f64; n * rows];
+    for t in 0..n {
+        let a = quantize(act, &x[t * k..(t + 1) * k]);
+        let ad = dequantize(act, &a, k);
+        for r in 0..rows {
+            let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+            let wd = dequantize(w_type, wr, k);
+            y[t * rows + r] = wd
+                .iter()
+                .zip(&ad)
+                .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                .sum::<f64>()
+                + q8_1_sum_correction(act, wr, &a, &ad);
+            // The dequantized product itself is off the kernel's exact value by the roundings
+            // of dequantization (2u per product): covered by doubling the bound.
+            tol[t * rows + r] =
+                2.0 * tolerance(w_type, k, magnitude(w_type, k, wr, &a), FLOAT_LANES);
+        }
+    }
+    (y, tol)
+}
+
+#[test]
+fn matmul_matches_the_naive_reference() {
+    let mut rng = rng(25);
+    let rows = 70; // more than one row tile, not a multiple of it
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            let k = lengths(w_type)[1];
+            let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                .iter()
+                .map(|v| v * 0.02)
+                .collect();
+            let w = quantize(w_type, &wf);
+            let matrix = QuantMatrix::new(w_type, rows, k, &w).unwrap();
+            for n in [1, 2, 3, 17, 40] {
+                let x = realistic_f32(n * k, &mut rng);
+                let mut y = vec![f32::NAN; n * rows];
+                matmul(kernels, &matrix, &x, n, &mut y).unwrap();
+                let (reference, tol) = naive_matmul(w_type, &w, rows, k, &x, n);
+                for (i, ((got, want), tol)) in y.iter().zip(&reference).zip(&tol).enumerate() {
+                    assert!(
+                        (f64::from(*got) - want).abs() <= *tol,
+                        "{} {w_type} n={n} [{}, {}]: {got} vs {want}",
+                        kernels.tier,
+                        i / rows,
+                        i % rows
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_at_7b_width_in_two_threads() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rng(26);
+    let (rows, k, n) = (8, 4096, 3);
+    for w_type in [GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::F16] {
+        let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+            .iter()
+            .map(|v| v * 0.02)
+            .collect();
+        let w = quantize(w_type, &wf);
+        let matrix = QuantMatrix::new(w_type, rows, k, &w).unwrap();
+        let x = realistic_f32(n * k, &mut rng);
+        let (reference, tol) = naive_matmul(w_type, &w, rows, k, &x, n);
+        for kernels in tiers() {
+            let mut y = vec![0f32; n * rows];
+            pool.install(|| matmul(kernels, &matrix, &x, n, &mut y))
+                .unwrap();
+            for ((got, want), tol) in y.iter().zip(&reference).zip(&tol) {
+                assert!(
+                    (f64::from(*got) - want).abs() <= *tol,
+                    "{} {w_type}",
+                    kernels.tier
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn float_matmuls_match_the_naive_reference() {
+    let mut rng = rng(27);
+    let (n, rows, k) = (5, 9, 67);
+    let x = realistic_f32(n * k, &mut rng);
+    let w = realistic_f32(rows * k, &mut rng);
+    let mut y = vec![0f32; n * rows];
+    matmul_f32(&x, n, &w, rows, k, &mut y).unwrap();
+    for t in 0..n {
+        for r in 0..rows {
+            let terms = x[t * k..(t + 1) * k].iter().zip(&w[r * k..(r + 1) * k]);
+            let exact: f64 = terms
+                .clone()
+                .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                .sum();
+            let bound: f64 = terms
+                .map(|(p, q)| (f64::from(*p) * f64::from(*q)).abs())
+                .sum();
+            let tol = (k as f64 + 8.0) * U * bound;
+            assert!((f64::from(y[t * rows + r]) - exact).abs() <= tol);
+        }
+    }
+
+    let w16 = quantize(GgmlType::F16, &w);
+    for kernels in tiers() {
+        let mut y16 = vec![0f32; n * rows];
+        matmul_f16(kernels, &w16, rows, k, &x, n, &mut y16).unwrap();
+        let xq = quantize(GgmlType::F16, &x);
+        for t in 0..n {
+            for r in 0..rows {
+                let a = &xq[t * k * 2..(t + 1) * k * 2];
+                let wr = &w16[r * k * 2..(r + 1) * k * 2];
+                let reference = scalar().dot(GgmlType::F16, k, wr, a).unwrap();
+                let tol = tolerance(
+                    GgmlType::F16,
+                    k,
+                    magnitude(GgmlType::F16, k, wr, a),
+                    FLOAT_LANES,
+                );
+                assert!(
+                    f64::from(y16[t * rows + r] - reference).abs() <= tol,
+                    "{}",
+                    kernels.tier
+                );
+            }
+        }
+    }
+
+    let (m, d) = (k, 7);
+    let v = realistic_f32(m * d, &mut rng);
+    let mut out = vec![0f32; n * d];
+    matmul_nn_f32(&x, n, m, &v, d, &mut out).unwrap();
+    for t in 0..n {
+        for j in 0..d {
+            let terms = (0..m).map(|i| f64::from(x[t * m + i]) * f64::from(v[i * d + j]));
+            let exact: f64 = terms.clone().sum();
+            let bound: f64 = terms.map(f64::abs).sum();
+            assert!((f64::from(out[t * d + j]) - exact).abs() <= (m as f64 + 8.0) * U * bound);
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let k = 256;
+    let w = vec![0u8; 144 * 4];
+    let q4k = GgmlType::Q4_K;
+    assert!(matches!(
+        QuantMatrix::new(q4k, 4, k, &w[..143 * 4]),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        QuantMatrix::new(q4k, 4, 100, &w),
+        Err(KernelError::Quant(_))
+    ));
+    assert!(matches!(
+        QuantMatrix::new(GgmlType::IQ2_XS, 4, k, &w),
+        Err(KernelError::UnsupportedWeightType(GgmlType::IQ2_XS))
+    ));
+    let matrix = QuantMatrix::new(q4k, 4, k, &w).unwrap();
+    let mut y = vec![0f32; 8];
+    let err = matmul(scalar(), &matrix, &[0.0; 255 * 2], 2, &mut y).unwrap_err();
+    assert!(err.to_string().contains("activation elements"), "{err}");
+    let err = matmul(scalar(), &matrix, &vec![0.0; 512], 2, &mut y[..7]).unwrap_err();
+    assert!(err.to_string().contains("output elements"), "{err}");
+    assert!(matmul_f32(&[0.0; 6], 2, &[0.0; 6], 2, 4, &mut [0.0; 4]).is_err());
+    assert!(matmul_nn_f32(&[0.0; 6], 2, 3, &[0.0; 5], 2, &mut [0.0; 4]).is_err());
+    let s = scalar();
+    assert!(s.dot(q4k, k, &w[..143], &vec![0u8; 292]).is_err());
+    assert!(s.dot(q4k, k, &w[..144], &vec![0u8; 291]).is_err());
+    assert!(
+        s.dot(GgmlType::Q8_K, k, &w[..144], &vec![0u8; 292])
+            .is_err()
+    );
+    assert!(
+        s.quantize_activations(GgmlType::Q4_0, &[0.0; 32], &mut [0u8; 18])
+            .is_err()
+    );
+    assert!(
+        s.quantize_activations(GgmlType::Q8_0, &[0.0; 31], &mut [0u8; 34])
+            .is_err()
+    );
+    let mut out = vec![0f32; 4];
+    let short = s.gemm_tile(q4k, k, &w, 144, 4, &vec![0u8; 292], 292, 2, &mut out, 2);
+    assert!(matches!(short, Err(KernelError::Shape { .. })), "{short:?}");
+}
+
+#[test]
+fn llava_cpu_values_are_parsed_and_checked() {
+    assert_eq!(
+        kernels_for_request(Some("scalar")).unwrap().tier,
+        Tier::Scalar
+    );
+    assert_eq!(
+        kernels_for_request(Some(" Scalar\n")).unwrap().tier,
+        Tier::Scalar
+    );
+    assert_eq!(
+        kernels_for_request(None).unwrap().tier,
+        Tier::best_supported()
+    );
+    assert_eq!(
+        kernels_for_request(Some("")).unwrap().tier,
+        Tier::best_supported()
+    );
+    for tier in Tier::ALL {
+        assert_eq!(Tier::parse(tier.name()), Ok(tier));
+        let chosen = kernels_for_request(Some(tier.name()));
+        if tier.is_supported() {
+            assert_eq!(chosen.unwrap().tier, tier);
+        } else {
+            let err = chosen.unwrap_err();
+            assert!(
+                matches!(err, KernelError::UnsupportedTier { .. }),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string().contains("scalar"),
+                "names the supported tiers: {err}"
+            );
+        }
+    }
+    let err = kernels_for_request(Some("avx9000")).unwrap_err();
+    assert!(matches!(err, KernelError::UnknownTier { .. }));
+    assert!(
+        err.to_string().contains("avx9000") && err.to_string().contains("scalar"),
+        "{err}"
+    );
+    #[cfg(target_arch = "x86_64")]
+    assert!(!Tier::Neon.is_supported() && !Tier::NeonDotprod.is_supported());
+    #[cfg(target_arch = "aarch64")]
+    assert!(!Tier::Avx2.is_supported() && !Tier::Avx512.is_supported());
+}
