@@ -23,7 +23,7 @@ const Q8_K_BYTES: usize = 292;
 /// Panics unless `x` is whole blocks and `out` holds their bytes (a caller's bug, not data).
 fn check_lengths(what: &str, x: &[f32], block: usize, out: &[u8], block_bytes: usize) {
     assert!(
-        x.len() % block == 0 && out.len() == x.len() / block * block_bytes,
+        x.len().is_multiple_of(block) && out.len() == x.len() / block * block_bytes,
         "{what}: {} floats into {} bytes is not whole {block}-element blocks",
         x.len(),
         out.len()

@@ -13,7 +13,8 @@ fn rows<'a>(n: usize, element_bytes: usize, w: &'a [u8], a: &'a [u8]) -> (&'a [u
     (&w[..n * element_bytes], &a[..n * element_bytes])
 }
 
-/// Sums four accumulators and a scalar tail.
+/// Sums four accumulators and a scalar tail. The accumulators start at -0.0, the identity of
+/// addition (as Rust's float `sum`), so that a sum of -0.0 products keeps its sign.
 #[target_feature(enable = "neon")]
 #[inline]
 fn finish(acc: [float32x4_t; 4], tail: f32) -> f32 {
@@ -24,7 +25,7 @@ fn finish(acc: [float32x4_t; 4], tail: f32) -> f32 {
 #[target_feature(enable = "neon")]
 fn f16_dot_neon(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (w, a) = rows(n, 2, w, a);
-    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut acc = [vdupq_n_f32(-0.0); 4];
     let (w_chunks, w_tail) = w.as_chunks::<32>();
     let (a_chunks, a_tail) = a.as_chunks::<32>();
     for (wc, ac) in w_chunks.iter().zip(a_chunks) {
@@ -50,7 +51,7 @@ fn f16_dot_neon(n: usize, w: &[u8], a: &[u8]) -> f32 {
 #[target_feature(enable = "neon")]
 fn bf16_dot_neon(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (w, a) = rows(n, 2, w, a);
-    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut acc = [vdupq_n_f32(-0.0); 4];
     let (w_chunks, w_tail) = w.as_chunks::<32>();
     let (a_chunks, a_tail) = a.as_chunks::<32>();
     // bf16 is the top half of an f32: widen by shifting left 16.
@@ -82,7 +83,7 @@ fn bf16_dot_neon(n: usize, w: &[u8], a: &[u8]) -> f32 {
 #[target_feature(enable = "neon")]
 fn f32_dot_neon(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (w, a) = rows(n, 4, w, a);
-    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut acc = [vdupq_n_f32(-0.0); 4];
     let (w_chunks, w_tail) = w.as_chunks::<64>();
     let (a_chunks, a_tail) = a.as_chunks::<64>();
     for (wc, ac) in w_chunks.iter().zip(a_chunks) {

@@ -223,11 +223,11 @@ pub(super) fn q2_k_q8_k<D: Int8Dot>(d: D, n: usize, w: &[u8], a: &[u8]) -> f32 {
         for h in 0..2 {
             let mut q = [load_u8(wb, 16 + 32 * h), load_u8(wb, 32 + 32 * h)];
             for s in 0..4 {
-                for part in 0..2 {
+                for (part, bits) in q.iter().enumerate() {
                     let element = 128 * h + 32 * s + 16 * part;
                     let p = d.dot(
                         vdupq_n_s32(0),
-                        vreinterpretq_s8_u8(vandq_u8(q[part], two_bits)),
+                        vreinterpretq_s8_u8(vandq_u8(*bits, two_bits)),
                         load_i8(ab, Q8_K_QS + element),
                     );
                     acc = vmlaq_n_s32(acc, p, i32::from(wb[element / 16] & 0x0f));

@@ -15,22 +15,4 @@ pub(crate) mod neon;
 mod simd;
 
 #[cfg(test)]
-mod tests {
-    use crate::kernels::{Kernels, Tier};
-
-    #[test]
-    fn dotprod_detection_matches_the_emulated_cpu() {
-        // tools/test-aarch64.sh sets this per qemu CPU (0: Cortex-A72, 1: Cortex-A76).
-        let Ok(expected) = std::env::var("LLAVA_EXPECT_DOTPROD") else {
-            return;
-        };
-        assert!(Tier::Neon.is_supported(), "NEON is in every aarch64 CPU");
-        assert_eq!(
-            Tier::NeonDotprod.is_supported(),
-            expected == "1",
-            "dotprod detection (LLAVA_EXPECT_DOTPROD={expected})"
-        );
-        let best = Kernels::for_tier(Tier::best_supported()).map(|k| k.tier);
-        println!("best tier here: {best:?}");
-    }
-}
+mod tests;
