@@ -83,6 +83,8 @@ struct Case {
     n: usize,
     threads: usize,
     tier: Tier,
+    /// ggml's matmul instead of ours.
+    ggml: bool,
 }
 
 impl fmt::Display for Case {
@@ -90,7 +92,12 @@ impl fmt::Display for Case {
         write!(
             f,
             "{} {}x{} n={} t={} {}",
-            self.ty, self.rows, self.k, self.n, self.threads, self.tier
+            self.ty,
+            self.rows,
+            self.k,
+            self.n,
+            self.threads,
+            if self.ggml { "ggml" } else { self.tier.name() }
         )
     }
 }
@@ -121,6 +128,7 @@ fn cases(n: usize) -> Vec<Case> {
                         n,
                         threads,
                         tier,
+                        ggml: false,
                     });
                 }
             }
@@ -129,7 +137,7 @@ fn cases(n: usize) -> Vec<Case> {
     out
 }
 
-/// The same cases for ggml (its tier is whatever its build flags chose; shown as scalar).
+/// The same cases for ggml (whose SIMD is whatever its build flags chose).
 fn ggml_cases(n: usize) -> Vec<Case> {
     let best = Tier::best_supported();
     cases(n)
