@@ -28,6 +28,7 @@ fn rows<'a>(
     w.zip(a[..blocks * Q8_K_BYTES].chunks_exact(Q8_K_BYTES))
 }
 
+#[inline]
 fn q8_k_scale(ab: &[u8]) -> f32 {
     f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]])
 }
@@ -46,6 +47,7 @@ fn weighted_bsums(ab: &[u8], weights: int8x16_t) -> i32 {
 }
 
 /// Q4_K/Q5_K's 8 six-bit scales and 8 mins from their 12 packed bytes.
+#[inline]
 fn unpack_scales_k4(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
     let mut scales = [0u8; 8];
     let mut mins = [0u8; 8];
@@ -243,6 +245,7 @@ pub(super) fn q2_k_q8_k<D: Int8Dot>(d: D, n: usize, w: &[u8], a: &[u8]) -> f32 {
 }
 
 /// Q3_K's 16 six-bit scales (biased by 32) from their 12 packed bytes.
+#[inline]
 fn unpack_scales_q3_k(packed: &[u8]) -> [i32; 16] {
     std::array::from_fn(|j| {
         let low = if j < 8 {
