@@ -19,6 +19,8 @@
 //! `#[target_feature(enable = ...)] unsafe fn` inside `unsafe { }` with
 //! `// SAFETY: only reachable through a table built after detection`. See docs/kernels.md.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod matmul;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -541,7 +543,11 @@ fn build_table(tier: Tier) -> Kernels {
         Tier::Avx2 => x86::avx2::kernels(base),
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => x86::avx512::kernels(base),
-        // Other architectures, and tiers not (yet) registered, keep the scalar entries.
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => aarch64::neon::kernels(base),
+        #[cfg(target_arch = "aarch64")]
+        Tier::NeonDotprod => aarch64::dotprod::kernels(base),
+        // Other architectures keep the scalar entries.
         _ => base,
     }
 }
