@@ -3,7 +3,10 @@
 #   - cmake and libclang-dev build ggml-sys-bleedingedge, ggml's C code used as the test oracle;
 #   - a Python venv (.venv) with the `gguf` package, the reference GGUF implementation that the
 #     round-trip tests compare against.
-# Extra arguments go to `cargo test` (lib, binaries, integration tests and doctests) (e.g. `tools/test.sh --test ggml_oracle`).
+# With no arguments it runs the whole suite: `cargo test` (lib, binaries, integration tests,
+# doctests), the ggml oracle again in release mode (where ggml's debug asserts don't stop the
+# checks at huge magnitudes), and the aarch64 kernel tiers under qemu (tools/test-aarch64.sh).
+# With arguments, only `cargo test ARGS` (e.g. `tools/test.sh --test ggml_oracle`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +29,9 @@ if ! .venv/bin/python -c "import gguf, numpy" >/dev/null 2>&1; then
 fi
 export LLAVA_PYTHON="$PWD/.venv/bin/python"
 
-cargo test "$@"
+if (($#)); then
+  exec cargo test "$@"
+fi
+cargo test
+cargo test --release --test ggml_oracle
+tools/test-aarch64.sh
