@@ -45,6 +45,7 @@ impl Isa {
 
     /// Every level this CPU supports (for tests comparing them).
     #[cfg(test)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     pub(crate) fn available() -> Vec<Isa> {
         let mut all = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
