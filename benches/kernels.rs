@@ -4,12 +4,14 @@
 //!
 //! `cargo bench --bench kernels` runs a modest default set: vec_dot per type and tier, matmul
 //! n = 1 at every shape (best tier and ggml, 1 and 2 threads), n = 512 at 4096×4096 for Q4_K
-//! and Q8_0, and the bandwidth probe. `LLAVA_BENCH_FULL=1` adds every tier, every type at
-//! n = 512 and every shape. Filter with divan's arguments, e.g.
-//! `cargo bench --bench kernels -- matmul_n1`.
+//! and Q8_0, n = 1 from DRAM (`matmul_dram_*`, Q4_K and Q8_0 at 4096×11008, rotating through
+//! ≥ 2 GiB of distinct matrices so the weights never stay in cache, as in decoding) and the
+//! bandwidth probe. `LLAVA_BENCH_FULL=1` adds every tier, every type at n = 512 and every
+//! shape. Filter with divan's arguments, e.g. `cargo bench --bench kernels -- matmul_n1`.
 //!
-//! Counters: weight bytes per matmul (so n = 1 throughput compares with the bandwidth probe)
-//! and bytes summed by the probe.
+//! Counters: weight bytes per matmul (so `matmul_dram_*` throughput compares with the bandwidth
+//! probe; `matmul_n1_*` reuses one matrix, which stays in a large last-level cache) and bytes
+//! summed by the probe.
 
 use std::ffi::c_void;
 use std::fmt;
