@@ -4,12 +4,14 @@
 //!
 //! `cargo bench --bench kernels` runs a modest default set: vec_dot per type and tier, matmul
 //! n = 1 at every shape (best tier and ggml, 1 and 2 threads), n = 512 at 4096×4096 for Q4_K
-//! and Q8_0, and the bandwidth probe. `LLAVA_BENCH_FULL=1` adds every tier, every type at
-//! n = 512 and every shape. Filter with divan's arguments, e.g.
-//! `cargo bench --bench kernels -- matmul_n1`.
+//! and Q8_0, n = 1 from DRAM (`matmul_dram_*`, Q4_K and Q8_0 at 4096×11008, rotating through
+//! ≥ 2 GiB of distinct matrices so the weights never stay in cache, as in decoding) and the
+//! bandwidth probe. `LLAVA_BENCH_FULL=1` adds every tier, every type at n = 512 and every
+//! shape. Filter with divan's arguments, e.g. `cargo bench --bench kernels -- matmul_n1`.
 //!
-//! Counters: weight bytes per matmul (so n = 1 throughput compares with the bandwidth probe)
-//! and bytes summed by the probe.
+//! Counters: weight bytes per matmul (so `matmul_dram_*` throughput compares with the bandwidth
+//! probe; `matmul_n1_*` reuses one matrix, which stays in a large last-level cache) and bytes
+//! summed by the probe.
 
 use std::ffi::c_void;
 use std::fmt;
@@ -145,6 +147,7 @@ fn ggml_cases(n: usize) -> Vec<Case> {
         .filter(|c| c.tier == best)
         .map(|c| Case {
             tier: Tier::Scalar,
+            ggml: true,
             ..c
         })
         .collect()
@@ -163,53 +166,82 @@ fn run_ours(bencher: Bencher, case: &Case) {
     });
 }
 
-/// ggml's `ggml_mul_mat` on one context, computed with `threads` threads.
+/// ggml's `ggml_mul_mat` on one context, computed with `threads` threads: one graph per weight
+/// matrix (`weights` holds them back to back), all reading the same activations and writing the
+/// same output. The tensors' data live in the buffers owned here; the context holds only the
+/// tensor headers and graphs.
 struct GgmlMatmul {
     ctx: *mut ggml::ggml_context,
-    graph: *mut ggml::ggml_cgraph,
+    graphs: Vec<*mut ggml::ggml_cgraph>,
     plan: ggml::ggml_cplan,
     _work: Vec<u8>,
+    _weights: Vec<u8>,
+    _x: Vec<f32>,
+    _y: Vec<f32>,
 }
 
 impl GgmlMatmul {
-    fn new(case: &Case, w: &[u8], x: &[f32]) -> GgmlMatmul {
-        let y_bytes = case.n * case.rows * 4;
-        // The tensors, plus room for their headers and the graph.
-        let mem = w.len() + x.len() * 4 + y_bytes + (4 << 20);
+    fn new(case: &Case, weights: Vec<u8>, x: Vec<f32>) -> GgmlMatmul {
+        let matrix_bytes = quant::row_bytes(case.ty, case.k).expect("whole blocks") * case.rows;
+        assert_eq!(weights.len() % matrix_bytes, 0, "whole matrices");
+        let count = weights.len() / matrix_bytes;
+        let mut y = vec![0f32; case.n * case.rows];
+        // Each graph holds one node and two leaves.
+        const GRAPH_SIZE: usize = 4;
+        // SAFETY: plain size queries.
+        let mem = unsafe {
+            (2 * count + 1) * ggml::ggml_tensor_overhead()
+                + count * ggml::ggml_graph_overhead_custom(GRAPH_SIZE, false)
+        } + (1 << 20);
         let params = ggml::ggml_init_params {
             mem_size: mem,
             mem_buffer: std::ptr::null_mut(),
-            no_alloc: false,
+            no_alloc: true,
         };
-        // SAFETY: FFI calls on a fresh context sized for its three tensors and a graph; the
-        // copies write exactly the tensors' sizes.
+        // SAFETY: FFI calls on a fresh no-alloc context sized for the tensor headers and graphs;
+        // every tensor's data points into a buffer of exactly its size owned by the returned
+        // value (moving a Vec does not move its heap buffer), which frees the context first.
         unsafe {
             let ctx = ggml::ggml_init(params);
             assert!(!ctx.is_null(), "ggml_init");
-            let wt = ggml::ggml_new_tensor_2d(ctx, case.ty.id(), case.k as i64, case.rows as i64);
-            std::ptr::copy_nonoverlapping(w.as_ptr(), (*wt).data.cast::<u8>(), w.len());
             let xt =
                 ggml::ggml_new_tensor_2d(ctx, GgmlType::F32.id(), case.k as i64, case.n as i64);
-            std::ptr::copy_nonoverlapping(x.as_ptr(), (*xt).data.cast::<f32>(), x.len());
-            let yt = ggml::ggml_mul_mat(ctx, wt, xt);
-            let graph = ggml::ggml_new_graph(ctx);
-            ggml::ggml_build_forward_expand(graph, yt);
-            let mut plan = ggml::ggml_graph_plan(graph, case.threads as i32);
+            (*xt).data = x.as_ptr().cast_mut().cast::<c_void>();
+            let mut graphs = Vec::with_capacity(count);
+            for i in 0..count {
+                let wt =
+                    ggml::ggml_new_tensor_2d(ctx, case.ty.id(), case.k as i64, case.rows as i64);
+                (*wt).data = weights[i * matrix_bytes..]
+                    .as_ptr()
+                    .cast_mut()
+                    .cast::<c_void>();
+                let yt = ggml::ggml_mul_mat(ctx, wt, xt);
+                (*yt).data = y.as_mut_ptr().cast::<c_void>();
+                let graph = ggml::ggml_new_graph_custom(ctx, GRAPH_SIZE, false);
+                ggml::ggml_build_forward_expand(graph, yt);
+                graphs.push(graph);
+            }
+            // Every graph is the same operation on the same shapes, so one plan fits all.
+            let mut plan = ggml::ggml_graph_plan(graphs[0], case.threads as i32);
             let mut work = vec![0u8; plan.work_size.max(1)];
             plan.work_data = work.as_mut_ptr();
             GgmlMatmul {
                 ctx,
-                graph,
+                graphs,
                 plan,
                 _work: work,
+                _weights: weights,
+                _x: x,
+                _y: y,
             }
         }
     }
 
-    fn compute(&mut self) {
+    /// Computes the product with matrix `i`.
+    fn compute(&mut self, i: usize) {
         // SAFETY: the graph and plan were built on this live context; the work buffer is
-        // plan.work_size bytes and outlives the call.
-        unsafe { ggml::ggml_graph_compute(self.graph, &mut self.plan) };
+        // plan.work_size bytes and, like the tensors' data, outlives the call.
+        unsafe { ggml::ggml_graph_compute(self.graphs[i], &mut self.plan) };
     }
 }
 
@@ -222,11 +254,11 @@ impl Drop for GgmlMatmul {
 
 fn run_ggml(bencher: Bencher, case: &Case) {
     let w = weights(case.ty, case.rows, case.k);
-    let x = floats(case.n * case.k, 11);
-    let mut m = GgmlMatmul::new(case, &w, &x);
+    let bytes = w.len();
+    let mut m = GgmlMatmul::new(case, w, floats(case.n * case.k, 11));
     bencher
-        .counter(BytesCount::new(w.len()))
-        .bench_local(|| m.compute());
+        .counter(BytesCount::new(bytes))
+        .bench_local(|| m.compute(0));
 }
 
 #[divan::bench(args = cases(1))]
@@ -247,6 +279,87 @@ fn matmul_n512_ours(bencher: Bencher, case: &Case) {
 #[divan::bench(args = ggml_cases(512), sample_count = 3, sample_size = 1)]
 fn matmul_n512_ggml(bencher: Bencher, case: &Case) {
     run_ggml(bencher, case);
+}
+
+/// Bytes of distinct weights the DRAM-bound cases rotate through: far beyond any last-level
+/// cache (lscpu reports 480 MiB here), so every iteration streams its matrix from memory, as
+/// decoding does (each layer's weights are read once per token).
+const DRAM_WORKING_SET: usize = 2 << 30;
+
+/// `count` copies of one weight matrix back to back, totalling at least [`DRAM_WORKING_SET`].
+fn weight_set(ty: GgmlType, rows: usize, k: usize) -> (Vec<u8>, usize) {
+    let matrix = weights(ty, rows, k);
+    let count = DRAM_WORKING_SET.div_ceil(matrix.len());
+    (matrix.repeat(count), matrix.len())
+}
+
+/// n = 1 at 4096×4096·11008 (FFN down) for Q4_K and Q8_0, best tier, 1 and 2 threads.
+fn dram_cases() -> Vec<Case> {
+    let (rows, k) = SHAPES[2];
+    let mut out = Vec::new();
+    for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
+        for threads in [1, 2] {
+            out.push(Case {
+                ty,
+                rows,
+                k,
+                n: 1,
+                threads,
+                tier: Tier::best_supported(),
+                ggml: false,
+            });
+        }
+    }
+    out
+}
+
+fn dram_ggml_cases() -> Vec<Case> {
+    dram_cases()
+        .into_iter()
+        .map(|c| Case {
+            tier: Tier::Scalar,
+            ggml: true,
+            ..c
+        })
+        .collect()
+}
+
+/// Decode matmul from DRAM: each iteration multiplies by the next of ≥ 2 GiB of distinct
+/// matrices (round-robin), so throughput compares with `memory_bandwidth`.
+#[divan::bench(args = dram_cases(), sample_count = 50, sample_size = 2)]
+fn matmul_dram_ours(bencher: Bencher, case: &Case) {
+    let kernels = Kernels::for_tier(case.tier).expect("supported tier");
+    let (set, matrix_bytes) = weight_set(case.ty, case.rows, case.k);
+    let matrices: Vec<QuantMatrix> = set
+        .chunks_exact(matrix_bytes)
+        .map(|w| QuantMatrix::new(case.ty, case.rows, case.k, w).expect("matrix"))
+        .collect();
+    let x = floats(case.k, 11);
+    let mut y = vec![0f32; case.rows];
+    let pool = pool(case.threads);
+    let mut next = 0;
+    bencher
+        .counter(BytesCount::new(matrix_bytes))
+        .bench_local(|| {
+            let matrix = &matrices[next];
+            next = (next + 1) % matrices.len();
+            pool.install(|| matmul(kernels, matrix, &x, 1, &mut y))
+                .expect("matmul");
+        });
+}
+
+#[divan::bench(args = dram_ggml_cases(), sample_count = 50, sample_size = 2)]
+fn matmul_dram_ggml(bencher: Bencher, case: &Case) {
+    let (set, matrix_bytes) = weight_set(case.ty, case.rows, case.k);
+    let count = set.len() / matrix_bytes;
+    let mut m = GgmlMatmul::new(case, set, floats(case.k, 11));
+    let mut next = 0;
+    bencher
+        .counter(BytesCount::new(matrix_bytes))
+        .bench_local(|| {
+            m.compute(next);
+            next = (next + 1) % count;
+        });
 }
 
 #[derive(Clone, Copy)]
@@ -323,28 +436,33 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     }
 }
 
-/// Memory bandwidth: a parallel sum over 512 MiB (far larger than any cache).
+/// Memory read bandwidth: a parallel sum of u64 words over [`DRAM_WORKING_SET`] bytes (far
+/// larger than any cache). Integer adds in 16 independent lanes keep it memory-bound: the
+/// same loop runs several times faster on cache-resident data.
 #[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
 fn memory_bandwidth(bencher: Bencher, threads: usize) {
     use rayon::prelude::*;
-    let buffer = floats(128 << 20, 5);
+    // Written, not zeroed: untouched zero pages could all map to one cached page.
+    let buffer: Vec<u64> = (0..DRAM_WORKING_SET as u64 / 8)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
     let pool = pool(threads);
     bencher
-        .counter(BytesCount::new(buffer.len() * 4))
+        .counter(BytesCount::new(buffer.len() * 8))
         .bench_local(|| {
             pool.install(|| {
                 buffer
-                    .par_chunks(1 << 18)
+                    .par_chunks(1 << 17)
                     .map(|chunk| {
-                        let mut lanes = [0f32; 16];
+                        let mut lanes = [0u64; 16];
                         for c in chunk.as_chunks::<16>().0 {
                             for l in 0..16 {
-                                lanes[l] += c[l];
+                                lanes[l] = lanes[l].wrapping_add(c[l]);
                             }
                         }
-                        lanes.iter().sum::<f32>()
+                        lanes.iter().fold(0u64, |a, &b| a.wrapping_add(b))
                     })
-                    .sum::<f32>()
+                    .reduce(|| 0, u64::wrapping_add)
             })
         });
 }
