@@ -14,6 +14,21 @@ use std::arch::x86_64::*;
 
 use super::common::*;
 
+/// How far ahead of the weight block being read its row stream is prefetched, in bytes (about
+/// one 4096-wide Q4_K row). Decoding streams weights from DRAM; the hardware prefetcher alone
+/// keeps too few misses in flight (measured on AVX-512: Q4_K 2 threads ~11-12 → ~16-17 GB/s).
+/// It runs past the row's end into the next row of the matrix, which is what decoding reads
+/// next.
+const PREFETCH_AHEAD: usize = 2304;
+
+/// Prefetches the weight bytes [`PREFETCH_AHEAD`] past `p` into all cache levels.
+#[inline(always)]
+unsafe fn prefetch_weights(p: *const u8) {
+    // SAFETY: a prefetch is a hint that never faults, whatever the address; `wrapping_add`
+    // keeps the pointer arithmetic itself defined past the end of the row.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD).cast()) }
+}
+
 /// Integer sums of one legacy block pair, scaled and accumulated: `acc + d * sumi`.
 #[inline(always)]
 unsafe fn fma_block(acc: __m256, d: __m256, sumi: __m256i) -> __m256 {
@@ -70,6 +85,7 @@ pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     unsafe {
         two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(34 * i), a.add(34 * i));
+            prefetch_weights(wb);
             let sumi = M::dot_ss(load256(wb.add(2)), load256(ab.add(2)));
             fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
@@ -197,6 +213,10 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
         let m4 = _mm256_set1_epi8(0x0f);
         for i in 0..nb {
             let (wb, ab) = (w.add(144 * i), a.add(292 * i));
+            // A 144-byte block spans up to three cache lines.
+            prefetch_weights(wb);
+            prefetch_weights(wb.wrapping_add(64));
+            prefetch_weights(wb.wrapping_add(128));
             let da = read_f32(ab);
             let d = da * read_f16(wb);
             let dmin = da * read_f16(wb.add(2));
