@@ -93,6 +93,17 @@ fn check(what: &'static str, actual: usize, expected: usize) -> Result<(), Kerne
     Ok(())
 }
 
+/// Checks that a buffer holds exactly `rows × cols` elements (an overflowing product is a shape
+/// error too).
+fn check_matrix(
+    what: &'static str,
+    actual: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<(), KernelError> {
+    check(what, actual, product(what, rows, cols, actual)?)
+}
+
 /// `n * m`, or a shape error naming `what`.
 fn product(what: &'static str, n: usize, m: usize, actual: usize) -> Result<usize, KernelError> {
     n.checked_mul(m).ok_or(KernelError::Shape {
@@ -138,16 +149,8 @@ pub fn matmul(
     y: &mut [f32],
 ) -> Result<(), KernelError> {
     let (rows, k) = (w.rows, w.k);
-    check(
-        "activation elements (n × k)",
-        x.len(),
-        product("activation elements", n, k, x.len())?,
-    )?;
-    check(
-        "output elements (n × rows)",
-        y.len(),
-        product("output elements", n, rows, y.len())?,
-    )?;
+    check_matrix("activation elements (n × k)", x.len(), n, k)?;
+    check_matrix("output elements (n × rows)", y.len(), n, rows)?;
     let act_type = activation_type(w.ty).ok_or(KernelError::UnsupportedWeightType(w.ty))?;
     let dot = kernels
         .vec_dot(w.ty)
@@ -253,21 +256,9 @@ pub fn matmul_f32(
     k: usize,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
-    check(
-        "activation elements (n × k)",
-        x.len(),
-        product("activation elements", n, k, x.len())?,
-    )?;
-    check(
-        "weight elements (rows × k)",
-        w.len(),
-        product("weight elements", rows, k, w.len())?,
-    )?;
-    check(
-        "output elements (n × rows)",
-        y.len(),
-        product("output elements", n, rows, y.len())?,
-    )?;
+    check_matrix("activation elements (n × k)", x.len(), n, k)?;
+    check_matrix("weight elements (rows × k)", w.len(), rows, k)?;
+    check_matrix("output elements (n × rows)", y.len(), n, rows)?;
     if n == 0 || rows == 0 {
         return Ok(());
     }
@@ -304,21 +295,9 @@ pub fn matmul_nn_f32(
     d: usize,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
-    check(
-        "left elements (n × m)",
-        p.len(),
-        product("left elements", n, m, p.len())?,
-    )?;
-    check(
-        "right elements (m × d)",
-        v.len(),
-        product("right elements", m, d, v.len())?,
-    )?;
-    check(
-        "output elements (n × d)",
-        y.len(),
-        product("output elements", n, d, y.len())?,
-    )?;
+    check_matrix("left elements (n × m)", p.len(), n, m)?;
+    check_matrix("right elements (m × d)", v.len(), m, d)?;
+    check_matrix("output elements (n × d)", y.len(), n, d)?;
     if n == 0 || d == 0 {
         return Ok(());
     }
