@@ -36,6 +36,24 @@ pub(crate) fn check_len(
     Ok(())
 }
 
+/// `elements` as whole blocks of `QK` (= `ty`'s block size), or the error naming the partial block.
+fn as_whole_blocks<const QK: usize>(
+    ty: GgmlType,
+    elements: &[f32],
+) -> Result<&[[f32; QK]], QuantError> {
+    whole_blocks(ty, elements.len())?;
+    Ok(elements.as_chunks::<QK>().0)
+}
+
+/// [`as_whole_blocks`] for an output buffer.
+fn as_whole_blocks_mut<const QK: usize>(
+    ty: GgmlType,
+    elements: &mut [f32],
+) -> Result<&mut [[f32; QK]], QuantError> {
+    whole_blocks(ty, elements.len())?;
+    Ok(elements.as_chunks_mut::<QK>().0)
+}
+
 /// Quantizes `src` into `dst.len()` blocks.
 pub(crate) fn quantize_blocks<B, const QK: usize, const BYTES: usize>(
     src: &[f32],
@@ -44,14 +62,7 @@ pub(crate) fn quantize_blocks<B, const QK: usize, const BYTES: usize>(
 where
     B: BlockFormat<QK, BYTES>,
 {
-    let (chunks, rest) = src.as_chunks::<QK>();
-    if !rest.is_empty() {
-        return Err(QuantError::PartialBlock {
-            ty: B::TYPE,
-            elements: src.len(),
-            block: QK,
-        });
-    }
+    let chunks = as_whole_blocks::<QK>(B::TYPE, src)?;
     check_len(B::TYPE, "blocks", dst.len(), chunks.len())?;
     for (x, y) in chunks.iter().zip(dst) {
         *y = B::quantize(x);
@@ -67,14 +78,7 @@ pub(crate) fn dequantize_blocks<B, const QK: usize, const BYTES: usize>(
 where
     B: BlockFormat<QK, BYTES>,
 {
-    let (chunks, rest) = dst.as_chunks_mut::<QK>();
-    if !rest.is_empty() {
-        return Err(QuantError::PartialBlock {
-            ty: B::TYPE,
-            elements: dst.len(),
-            block: QK,
-        });
-    }
+    let chunks = as_whole_blocks_mut::<QK>(B::TYPE, dst)?;
     check_len(B::TYPE, "blocks", src.len(), chunks.len())?;
     for (x, y) in src.iter().zip(chunks) {
         x.dequantize(y);
@@ -90,14 +94,7 @@ pub(crate) fn quantize_bytes<B, const QK: usize, const BYTES: usize>(
 where
     B: BlockFormat<QK, BYTES>,
 {
-    let (chunks, rest) = src.as_chunks::<QK>();
-    if !rest.is_empty() {
-        return Err(QuantError::PartialBlock {
-            ty: B::TYPE,
-            elements: src.len(),
-            block: QK,
-        });
-    }
+    let chunks = as_whole_blocks::<QK>(B::TYPE, src)?;
     check_len(B::TYPE, "bytes", dst.len(), chunks.len() * BYTES)?;
     let (out, _) = dst.as_chunks_mut::<BYTES>();
     for (x, y) in chunks.iter().zip(out) {
@@ -114,14 +111,7 @@ pub(crate) fn dequantize_bytes<B, const QK: usize, const BYTES: usize>(
 where
     B: BlockFormat<QK, BYTES>,
 {
-    let (chunks, rest) = dst.as_chunks_mut::<QK>();
-    if !rest.is_empty() {
-        return Err(QuantError::PartialBlock {
-            ty: B::TYPE,
-            elements: dst.len(),
-            block: QK,
-        });
-    }
+    let chunks = as_whole_blocks_mut::<QK>(B::TYPE, dst)?;
     check_len(B::TYPE, "bytes", src.len(), chunks.len() * BYTES)?;
     let (blocks, _) = src.as_chunks::<BYTES>();
     for (x, y) in blocks.iter().zip(chunks) {
