@@ -105,6 +105,9 @@ pub struct ModelConfig {
     /// NeXT: `spatial_unpad` (llava-hf always unpads) or the original config's value.
     pub mm_patch_merge_type: Option<String>,
     pub preprocess: Preprocess,
+    /// The original layout's CLIP checkpoint directory (--vision-tower, or found from
+    /// `mm_vision_tower`).
+    pub vision_tower_dir: Option<std::path::PathBuf>,
 }
 
 impl ModelConfig {
@@ -123,8 +126,10 @@ impl ModelConfig {
     }
 }
 
-/// CLIP's normalisation constants (transformers' OPENAI_CLIP_MEAN / STD).
+/// CLIP's normalisation constants (transformers' OPENAI_CLIP_MEAN / STD), digits as written there.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
 
 /// LLaVA-NeXT's default pinpoints (LlavaNextConfig).
@@ -251,6 +256,7 @@ fn load_hf(
         image_grid_pinpoints: pinpoints,
         mm_patch_merge_type: merge,
         preprocess,
+        vision_tower_dir: None,
     };
     check(config, &cfg)?;
     Ok(cfg)
@@ -271,10 +277,18 @@ fn load_original(
     let tower_dir = match vision_tower {
         Some(dir) => dir.to_owned(),
         None => {
+            // A local path, next to or inside the model directory (a hub name such as
+            // openai/clip-vit-large-patch14-336 is not downloaded).
             let named = config.opt_str("mm_vision_tower")?.unwrap_or("");
-            let candidate = model_dir.join(named);
-            if !named.is_empty() && candidate.join("config.json").is_file() {
-                candidate
+            let candidates = [
+                model_dir.join(named),
+                model_dir.parent().unwrap_or(Path::new(".")).join(named),
+            ];
+            let found = candidates
+                .into_iter()
+                .find(|c| !named.is_empty() && c.join("config.json").is_file());
+            if let Some(dir) = found {
+                dir
             } else {
                 return Err(ConvertError::Usage(format!(
                     "{}: the original LLaVA layout keeps CLIP in a separate checkpoint \
@@ -362,6 +376,7 @@ fn load_original(
         image_grid_pinpoints: pinpoints,
         mm_patch_merge_type: merge,
         preprocess,
+        vision_tower_dir: Some(tower_dir),
     };
     check(config, &cfg)?;
     Ok(cfg)
@@ -502,7 +517,7 @@ fn vision_config(v: &JsonObject, d: &VisionDefaults) -> Result<VisionConfig, Con
         layer_norm_eps: v.f64_or("layer_norm_eps", 1e-5)? as f32,
     };
     check_one_of(v, "hidden_act", &cfg.hidden_act, &["quick_gelu", "gelu"])?;
-    if cfg.image_size % cfg.patch_size != 0 {
+    if !cfg.image_size.is_multiple_of(cfg.patch_size) {
         return Err(v.err(
             "image_size",
             format!(
@@ -511,7 +526,7 @@ fn vision_config(v: &JsonObject, d: &VisionDefaults) -> Result<VisionConfig, Con
             ),
         ));
     }
-    if cfg.hidden_size % cfg.n_heads != 0 {
+    if !cfg.hidden_size.is_multiple_of(cfg.n_heads) {
         return Err(v.err(
             "num_attention_heads",
             format!(
@@ -674,7 +689,7 @@ fn preprocess(
 /// Cross-checks that make later shape errors impossible to misread.
 fn check(config: &JsonObject, cfg: &ModelConfig) -> Result<(), ConvertError> {
     let t = &cfg.text;
-    if t.n_heads % t.n_kv_heads != 0 {
+    if !t.n_heads.is_multiple_of(t.n_kv_heads) {
         return Err(config.err(
             "num_key_value_heads",
             format!(
@@ -683,7 +698,7 @@ fn check(config: &JsonObject, cfg: &ModelConfig) -> Result<(), ConvertError> {
             ),
         ));
     }
-    if t.head_dim % 2 != 0 {
+    if !t.head_dim.is_multiple_of(2) {
         return Err(config.err("head_dim", "rope needs an even head dimension"));
     }
     let n = i64::from(cfg.vision.n_layers);

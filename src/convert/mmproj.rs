@@ -7,6 +7,10 @@
 use super::config::{Layout, ModelConfig};
 use super::error::ConvertError;
 use super::names::{vision_gguf_name, vision_layer};
+
+fn vname(rel: &str) -> String {
+    vision_gguf_name(rel).unwrap_or_default()
+}
 use super::outtype::OutType;
 use super::plan::{Part, PlannedTensor, SourceIndex};
 use crate::GgmlType;
@@ -103,34 +107,41 @@ pub fn plan(
         )?;
     }
 
-    let vis = |index: &mut SourceIndex,
-               add: &mut dyn FnMut(
-        &mut SourceIndex,
-        Part,
-        &str,
-        String,
-        Vec<usize>,
-    ) -> Result<(), ConvertError>,
-               rel: &str,
-               shape: Vec<usize>| {
-        let name = vision_gguf_name(rel).unwrap_or_default();
-        add(index, Part::Vision, rel, name, shape)
-    };
-    vis(index, &mut add, "embeddings.class_embedding", vec![hidden])?;
-    vis(
+    add(
         index,
-        &mut add,
+        Part::Vision,
+        "embeddings.class_embedding",
+        vname("embeddings.class_embedding"),
+        vec![hidden],
+    )?;
+    add(
+        index,
+        Part::Vision,
         "embeddings.patch_embedding.weight",
+        vname("embeddings.patch_embedding.weight"),
         vec![hidden, 3, patch, patch],
     )?;
-    vis(
+    add(
         index,
-        &mut add,
+        Part::Vision,
         "embeddings.position_embedding.weight",
+        vname("embeddings.position_embedding.weight"),
         vec![v.n_patches() as usize + 1, hidden],
     )?;
-    vis(index, &mut add, "pre_layrnorm.weight", vec![hidden])?;
-    vis(index, &mut add, "pre_layrnorm.bias", vec![hidden])?;
+    add(
+        index,
+        Part::Vision,
+        "pre_layrnorm.weight",
+        vname("pre_layrnorm.weight"),
+        vec![hidden],
+    )?;
+    add(
+        index,
+        Part::Vision,
+        "pre_layrnorm.bias",
+        vname("pre_layrnorm.bias"),
+        vec![hidden],
+    )?;
     let blocks = cfg.vision_block_count();
     for i in 0..blocks {
         let l = format!("encoder.layers.{i}.");
@@ -140,32 +151,25 @@ pub fn plan(
             "self_attn.v_proj",
             "self_attn.out_proj",
         ] {
-            vis(
-                index,
-                &mut add,
-                &format!("{l}{m}.weight"),
-                vec![hidden, hidden],
-            )?;
-            vis(index, &mut add, &format!("{l}{m}.bias"), vec![hidden])?;
+            let rel = format!("{l}{m}.weight");
+            add(index, Part::Vision, &rel, vname(&rel), vec![hidden, hidden])?;
+            let rel = format!("{l}{m}.bias");
+            add(index, Part::Vision, &rel, vname(&rel), vec![hidden])?;
         }
         for m in ["layer_norm1", "layer_norm2"] {
-            vis(index, &mut add, &format!("{l}{m}.weight"), vec![hidden])?;
-            vis(index, &mut add, &format!("{l}{m}.bias"), vec![hidden])?;
+            let rel = format!("{l}{m}.weight");
+            add(index, Part::Vision, &rel, vname(&rel), vec![hidden])?;
+            let rel = format!("{l}{m}.bias");
+            add(index, Part::Vision, &rel, vname(&rel), vec![hidden])?;
         }
-        vis(
-            index,
-            &mut add,
-            &format!("{l}mlp.fc1.weight"),
-            vec![inter, hidden],
-        )?;
-        vis(index, &mut add, &format!("{l}mlp.fc1.bias"), vec![inter])?;
-        vis(
-            index,
-            &mut add,
-            &format!("{l}mlp.fc2.weight"),
-            vec![hidden, inter],
-        )?;
-        vis(index, &mut add, &format!("{l}mlp.fc2.bias"), vec![hidden])?;
+        let rel = format!("{l}mlp.fc1.weight");
+        add(index, Part::Vision, &rel, vname(&rel), vec![inter, hidden])?;
+        let rel = format!("{l}mlp.fc1.bias");
+        add(index, Part::Vision, &rel, vname(&rel), vec![inter])?;
+        let rel = format!("{l}mlp.fc2.weight");
+        add(index, Part::Vision, &rel, vname(&rel), vec![hidden, inter])?;
+        let rel = format!("{l}mlp.fc2.bias");
+        add(index, Part::Vision, &rel, vname(&rel), vec![hidden])?;
     }
     // Layers past the feature layer are not needed; layers past the config's count are errors.
     let dropped: Vec<String> = index

@@ -14,6 +14,7 @@ mod llm;
 mod mmproj;
 pub mod names;
 mod outtype;
+mod pickle;
 mod plan;
 mod safetensors;
 mod sentencepiece;
@@ -22,6 +23,7 @@ mod tokenizer;
 mod torch;
 mod weights;
 mod write;
+mod zip;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -109,7 +111,7 @@ pub fn convert(options: &ConvertOptions) -> Result<ConvertOutput, ConvertError> 
             .names()
             .any(|n| matches!(names::classify(n), names::Role::Vision(_)));
         // LLaVA-1.6 checkpoints carry the (fine-tuned) tower; 1.5 ones only the projector.
-        if !has_vision && let Some(tower) = &options.vision_tower {
+        if !has_vision && let Some(tower) = &cfg.vision_tower_dir {
             let clip = weights::load_dir(tower)?;
             store.absorb(clip, |n| Some(n.to_owned()))?;
         }

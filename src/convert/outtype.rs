@@ -43,7 +43,7 @@ impl OutType {
             OutType::F32 => GgmlType::F32,
             OutType::F16 => GgmlType::F16,
             OutType::BF16 => GgmlType::BF16,
-            OutType::Q8_0 if row_len % GgmlType::Q8_0.block_size() == 0 => GgmlType::Q8_0,
+            OutType::Q8_0 if row_len.is_multiple_of(GgmlType::Q8_0.block_size()) => GgmlType::Q8_0,
             OutType::Q8_0 => GgmlType::F16,
         }
     }

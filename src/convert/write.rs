@@ -46,7 +46,7 @@ pub fn write_tensor(
     } else {
         plan.shape[0]
     };
-    let row_len = if rows == 0 { 0 } else { n / rows };
+    let row_len = n.checked_div(rows).unwrap_or(0);
     let elem = src.dtype.size();
     let qerr = |e| ConvertError::Quant {
         tensor: plan.name.clone(),
