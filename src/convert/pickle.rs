@@ -157,7 +157,7 @@ fn set_items(target: &mut Value, items: Vec<Value>) -> Result<(), String> {
     let Value::Dict(d) = target else {
         return Err("SETITEM(S) on something that is not a dict".into());
     };
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err("SETITEMS with an odd number of items".into());
     }
     let mut it = items.into_iter();
