@@ -389,7 +389,7 @@ fn every_fixture_converts_to_every_type_bit_exact_with_llama_cpp_names() {
                 OutType::F32 => GgmlType::F32,
                 OutType::F16 => GgmlType::F16,
                 OutType::BF16 => GgmlType::BF16,
-                OutType::Q8_0 if q.dims[0] % 32 == 0 => GgmlType::Q8_0,
+                OutType::Q8_0 if q.dims[0].is_multiple_of(32) => GgmlType::Q8_0,
                 OutType::Q8_0 => GgmlType::F16,
             };
             assert_eq!(q.ggml_type, want, "{name} {outtype}");
