@@ -1,0 +1,765 @@
+#!/usr/bin/env python3
+"""Builds the tiny seeded LLaVA checkpoints and their transformers reference outputs.
+
+Writes tests/fixtures/{images,llava}/ (see tests/fixtures/README.md for every file). Needs torch
+(CPU) and transformers >= 5 WITHOUT torchvision (transformers would switch to the torchvision
+image backend, whose pixels differ from PIL's). CI never runs this: the outputs are committed.
+
+    /work/venv/bin/python tools/make_fixtures.py [--only NAME ...]
+
+Deterministic: every random draw comes from a fixed seed, files carry no timestamps, so running
+it twice gives byte-identical files.
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+LLAVA_DIR = os.path.join(FIXTURES, "llava")
+IMAGES_DIR = os.path.join(FIXTURES, "images")
+LLAMA_VOCAB_GGUF = "ggml-vocab-llama-spm.gguf"
+
+
+def find_shared_vocab():
+    """llama.cpp's LLaMA vocab GGUF in shared/data/vocab, beside or above the checkout."""
+    cands = [os.environ.get("LLAVA_SHARED_VOCAB", "")]
+    cands += [os.path.join(REPO, *[".."] * up, "shared", "data", "vocab") for up in (0, 1, 2)]
+    for c in cands:
+        if c and os.path.exists(os.path.join(c, LLAMA_VOCAB_GGUF)):
+            return os.path.normpath(c)
+    sys.exit(f"cannot find {LLAMA_VOCAB_GGUF}; set LLAVA_SHARED_VOCAB to its directory")
+
+
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+N_GREEDY = 16
+N_IMAGE_EXTRA_ROWS = 64  # llava-hf pads the 32000-token vocab to 32064 rows (<image>, <pad>, spare)
+
+# ---------------------------------------------------------------------------------------------
+# Chat templates (jinja, as transformers saves them). Simplified forms of llava-hf's templates:
+# images first in each user turn, then the text.
+VICUNA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+MISTRAL_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] }}{% endfor %}"
+    "{{ ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ ' ' + content['text'] + eos_token }}{% endfor %}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizers
+
+
+def llama_spm_bytes():
+    """LLaMA-2's SentencePiece model rebuilt from llama.cpp's vocab GGUF.
+
+    The GGUF holds the pieces, scores and types; the model's trainer/normaliser settings (BPE,
+    byte fallback, dummy prefix, identity normaliser, no whitespace removal) are those of LLaMA-2,
+    which match Mistral-7B's tokenizer.model.v1, so that file serves as the template.
+    """
+    import gguf
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    reader = gguf.GGUFReader(os.path.join(find_shared_vocab(), LLAMA_VOCAB_GGUF))
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    scores = reader.fields["tokenizer.ggml.scores"].contents()
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    model = pb.ModelProto()
+    with open(mistral_spm_path(), "rb") as f:
+        model.ParseFromString(f.read())
+    del model.pieces[:]
+    for tok, score, typ in zip(tokens, scores, types):
+        piece = model.pieces.add()
+        piece.piece = tok
+        piece.score = score
+        piece.type = typ  # ggml token types use sentencepiece's numbering
+    del model.trainer_spec.input[:]
+    model.trainer_spec.model_prefix = "llama2"
+    return model.SerializeToString()
+
+
+def mistral_spm_path():
+    import mistral_common
+
+    path = os.path.join(os.path.dirname(mistral_common.__file__), "data", "tokenizer.model.v1")
+    if not os.path.exists(path):
+        sys.exit(f"mistral-common wheel lacks {path}")
+    return path
+
+
+def check_llama_spm(model_path):
+    """The rebuilt model must tokenize llama.cpp's test strings exactly as llama.cpp does."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    with open(os.path.join(find_shared_vocab(), LLAMA_VOCAB_GGUF + ".inp"), encoding="utf-8") as f:
+        inputs = f.read().split("\n__ggml_vocab_test__\n")
+    with open(os.path.join(find_shared_vocab(), LLAMA_VOCAB_GGUF + ".out"), encoding="utf-8") as f:
+        outputs = f.read().split("\n")
+    n = 0
+    for text, expected in zip(inputs, outputs):
+        want = [int(x) for x in expected.split()]
+        got = sp.encode(text)
+        if got != want:
+            sys.exit(f"rebuilt LLaMA tokenizer disagrees with llama.cpp on {text!r}: {got} != {want}")
+        n += 1
+    log(f"LLaMA-2 tokenizer.model: {n} llama.cpp test vectors match")
+
+
+def tokenizer_config(kind, model_max_length, with_image_tokens=True):
+    """tokenizer_config.json in the form llava-hf's hub checkpoints carry."""
+
+    def tok(content, special=True):
+        return {
+            "content": content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": special,
+        }
+
+    added = {"0": tok("<unk>"), "1": tok("<s>"), "2": tok("</s>")}
+    cfg = {
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "added_tokens_decoder": added,
+        "bos_token": "<s>",
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "</s>",
+        "legacy": False,
+        "model_max_length": model_max_length,
+        "pad_token": None,
+        "padding_side": "left",
+        "sp_model_kwargs": {},
+        "tokenizer_class": "LlamaTokenizer",
+        "unk_token": "<unk>",
+        "use_default_system_prompt": False,
+    }
+    if with_image_tokens:
+        added["32000"] = tok("<image>")
+        added["32001"] = tok("<pad>")
+        cfg["pad_token"] = "<pad>"
+        cfg["image_token"] = "<image>"
+        cfg["extra_special_tokens"] = {"image_token": "<image>"}
+    if kind == "mistral":
+        cfg["padding_side"] = "left"
+    return cfg
+
+
+def special_tokens_map(with_image_tokens=True):
+    def tok(content):
+        return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+
+    m = {"bos_token": tok("<s>"), "eos_token": tok("</s>"), "unk_token": tok("<unk>")}
+    if with_image_tokens:
+        m["pad_token"] = tok("<pad>")
+        m["image_token"] = "<image>"
+    return m
+
+
+def write_tokenizer_files(out_dir, spm_path, kind, model_max_length, with_image_tokens=True):
+    shutil.copyfile(spm_path, os.path.join(out_dir, "tokenizer.model"))
+    write_json(os.path.join(out_dir, "tokenizer_config.json"), tokenizer_config(kind, model_max_length, with_image_tokens))
+    write_json(os.path.join(out_dir, "special_tokens_map.json"), special_tokens_map(with_image_tokens))
+
+
+def load_tokenizer(spm_path, kind, model_max_length):
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer_files(tmp, spm_path, kind, model_max_length)
+        tok = AutoTokenizer.from_pretrained(tmp)
+    assert tok.convert_tokens_to_ids("<image>") == 32000, "the <image> token must be id 32000"
+    assert tok.convert_tokens_to_ids("<pad>") == 32001, "the <pad> token must be id 32001"
+    return tok
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
+        f.write("\n")
+
+
+def save_npy(path, arr):
+    arr = np.ascontiguousarray(arr)
+    np.save(path, arr, allow_pickle=False)
+
+
+def make_images():
+    """Small synthetic images: smooth shapes + a little noise, various sizes, modes and formats."""
+    from PIL import Image
+
+    os.makedirs(IMAGES_DIR, exist_ok=True)
+    rng = np.random.default_rng(1234)
+
+    def picture(w, h, phase):
+        y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+        r = 128 + 100 * np.sin(x / w * 3.1 + phase)
+        g = 128 + 100 * np.cos(y / h * 2.3 - phase)
+        b = 255 * ((x - w * 0.6) ** 2 + (y - h * 0.4) ** 2 < (min(w, h) * 0.3) ** 2)
+        img = np.stack([r, g, b * 0.8 + 20], axis=-1)
+        img[int(h * 0.1) : int(h * 0.35), int(w * 0.1) : int(w * 0.5)] = [230, 40, 30]
+        img += rng.normal(0, 6, img.shape)
+        return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+    specs = {}
+    # wide RGB PNG, larger than every CLIP input here
+    Image.fromarray(picture(97, 61, 0.3), "RGB").save(os.path.join(IMAGES_DIR, "wide-97x61.png"), optimize=False)
+    specs["wide-97x61.png"] = "RGB PNG, 97 x 61 (w x h)"
+    # tall RGBA PNG with a varying alpha channel (the processors drop alpha)
+    rgb = picture(50, 80, 1.1)
+    alpha = np.tile(np.linspace(255, 40, 50).astype(np.uint8), (80, 1))[..., None]
+    Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA").save(os.path.join(IMAGES_DIR, "tall-50x80-rgba.png"))
+    specs["tall-50x80-rgba.png"] = "RGBA PNG, 50 x 80, alpha varies"
+    # square JPEG
+    Image.fromarray(picture(72, 72, 2.0), "RGB").save(os.path.join(IMAGES_DIR, "square-72x72.jpg"), quality=90)
+    specs["square-72x72.jpg"] = "RGB JPEG, 72 x 72, quality 90"
+    # tiny palette PNG, smaller than every CLIP input (upscaled)
+    small = Image.fromarray(picture(30, 20, 0.7), "RGB").quantize(colors=32, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(os.path.join(IMAGES_DIR, "small-30x20-palette.png"))
+    specs["small-30x20-palette.png"] = "palette (P mode) PNG, 30 x 20, 32 colours"
+    return specs
+
+
+def load_image(name):
+    from PIL import Image
+
+    img = Image.open(os.path.join(IMAGES_DIR, name))
+    img.load()
+    return img
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+
+
+def init_weights(model, seed, lm_head_scale=2.0, attn_scale=1.5):
+    """Non-trivial random weights so that bugs cannot hide in near-uniform attention or logits.
+
+    Matrices ~ N(0, 1/fan_in) (q/k a bit larger for peaked attention, the LM head larger for
+    peaked logits), norm weights 1 + 0.2 N, biases 0.1 N, embeddings N(0, 1).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            shape = tuple(p.shape)
+
+            def normal(std, mean=0.0):
+                return torch.randn(shape, generator=gen, dtype=torch.float32) * std + mean
+
+            if name.endswith("bias"):
+                v = normal(0.1)
+            elif "norm" in name or "layrnorm" in name:  # LayerNorm / RMSNorm weights
+                v = normal(0.2, 1.0)
+            elif "embed_tokens" in name or "image_newline" in name or "class_embedding" in name:
+                v = normal(1.0)
+            elif "position_embedding" in name:
+                v = normal(0.5)
+            elif len(shape) == 4:  # patch embedding convolution
+                v = normal(1.0 / math.sqrt(shape[1] * shape[2] * shape[3]))
+            elif len(shape) == 2:
+                std = 1.0 / math.sqrt(shape[1])
+                if "lm_head" in name:
+                    # per-row scales spread the logits' upper tail, so the greedy top-1 stands
+                    # clear of the top-2 (a Gaussian max over 32000 has tiny gaps)
+                    row_scale = torch.exp(torch.randn((shape[0], 1), generator=gen) * 0.35)
+                    std = std * lm_head_scale * row_scale
+                elif "q_proj" in name or "k_proj" in name:
+                    std *= attn_scale
+                v = normal(std)
+            else:
+                raise RuntimeError(f"no init rule for {name} {shape}")
+            p.copy_(v)
+        # llava-hf's conversion: the rows past the 32000 real tokens hold the mean of the real rows
+        # plus a little noise, so that they never win the argmax.
+        for emb in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+            real = emb[:32000]
+            extra = emb.shape[0] - 32000
+            noise = torch.randn((extra, emb.shape[1]), generator=gen) * 0.01
+            emb[32000:] = real.mean(0, keepdim=True) + noise
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixture definitions
+
+
+def clip_vision_config(image_size, hidden, layers, heads, intermediate):
+    return dict(
+        model_type="clip_vision_model",
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=8,
+        projection_dim=hidden,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+        num_channels=3,
+    )
+
+
+def llama_text_config(hidden, layers, heads, kv_heads, intermediate):
+    return dict(
+        model_type="llama",
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        vocab_size=32000 + N_IMAGE_EXTRA_ROWS,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        hidden_act="silu",
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=32001,
+    )
+
+
+def mistral_text_config(hidden, layers, heads, kv_heads, intermediate):
+    return dict(
+        model_type="mistral",
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        vocab_size=32000 + N_IMAGE_EXTRA_ROWS,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-5,
+        rope_theta=1000000.0,
+        sliding_window=None,
+        hidden_act="silu",
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=32001,
+    )
+
+
+TEXT_QUESTION = "Name three colours of the rainbow."
+IMAGE_QUESTION = "What is shown in this picture?"
+TWO_IMAGE_QUESTION = "How do these two pictures differ?"
+
+FIXTURES_DEF = {
+    "llava15-hf": dict(
+        arch="llava",
+        seed=101,
+        dtype="float16",
+        text=("llama", llama_text_config(hidden=32, layers=2, heads=4, kv_heads=4, intermediate=80)),
+        vision=clip_vision_config(image_size=40, hidden=32, layers=3, heads=4, intermediate=64),
+        tokenizer="llama",
+        template=VICUNA_TEMPLATE,
+        cases=[
+            ("text", []),
+            ("wide", ["wide-97x61.png"]),
+            ("tall_rgba", ["tall-50x80-rgba.png"]),
+            ("small_palette", ["small-30x20-palette.png"]),
+        ],
+    ),
+}
+
+
+def build_config(fx):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaNextConfig, MistralConfig
+
+    kind, tc = fx["text"]
+    tc = dict(tc)
+    tc.pop("model_type")
+    text_config = (LlamaConfig if kind == "llama" else MistralConfig)(**tc)
+    vc = dict(fx["vision"])
+    vc.pop("model_type")
+    vision_config = CLIPVisionConfig(**vc)
+    common = dict(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=32000,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        tie_word_embeddings=False,
+    )
+    if fx["arch"] == "llava":
+        cfg = LlavaConfig(**common)
+    else:
+        s = vision_config.image_size
+        cfg = LlavaNextConfig(
+            image_grid_pinpoints=[[s, 2 * s], [2 * s, s], [2 * s, 2 * s], [s, 3 * s], [3 * s, s]], **common
+        )
+    cfg.pad_token_id = 32001
+    cfg.image_seq_length = (vision_config.image_size // vision_config.patch_size) ** 2
+    return cfg
+
+
+def build_processor(fx, cfg, tokenizer):
+    from transformers import LlavaNextProcessor, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    s = cfg.vision_config.image_size
+    ip_args = dict(
+        size={"shortest_edge": s},
+        crop_size={"height": s, "width": s},
+        do_center_crop=True,
+        do_resize=True,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        do_convert_rgb=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+        resample=3,
+    )
+    proc_args = dict(
+        tokenizer=tokenizer,
+        patch_size=cfg.vision_config.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=fx["template"],
+    )
+    if fx["arch"] == "llava":
+        return LlavaProcessor(image_processor=CLIPImageProcessorPil(**ip_args), **proc_args)
+    ip = LlavaNextImageProcessorPil(image_grid_pinpoints=cfg.image_grid_pinpoints, do_pad=True, **ip_args)
+    return LlavaNextProcessor(image_processor=ip, **proc_args)
+
+
+def spm_for(fx, work):
+    if fx["tokenizer"] == "mistral":
+        return mistral_spm_path()
+    path = os.path.join(work, "llama2-tokenizer.model")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(llama_spm_bytes())
+        check_llama_spm(path)
+    return path
+
+
+def model_class(fx):
+    from transformers import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+
+    return LlavaForConditionalGeneration if fx["arch"] == "llava" else LlavaNextForConditionalGeneration
+
+
+def dir_size(path):
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
+def build_checkpoint(name, fx, work):
+    """Random model saved in f16/bf16 as a hub-like directory; returns the directory."""
+    import torch
+
+    out = os.path.join(LLAVA_DIR, name)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    cfg = build_config(fx)
+    torch.manual_seed(fx["seed"])
+    model = model_class(fx)(cfg).eval()
+    init_weights(model, fx["seed"])
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[fx["dtype"]]
+    model = model.to(dtype)
+    model.config.dtype = fx["dtype"]
+    save_args = {}
+    if fx.get("shards"):
+        total = sum(p.numel() * p.element_size() for p in model.parameters())
+        save_args["max_shard_size"] = total // fx["shards"] + 4096
+    model.save_pretrained(out, **save_args)
+    rename_to_hub_names(out, fx)
+
+    spm_path = spm_for(fx, work)
+    tokenizer = load_tokenizer(spm_path, fx["tokenizer"], cfg.text_config.max_position_embeddings)
+    processor = build_processor(fx, cfg, tokenizer)
+    processor.save_pretrained(out)
+    # tokenizer.json (3.6 MB, regenerable from tokenizer.model) is left out to keep the fixtures
+    # small; tokenizer_config.json is written in the hub's form.
+    for f in ("tokenizer.json",):
+        if os.path.exists(os.path.join(out, f)):
+            os.remove(os.path.join(out, f))
+    write_tokenizer_files(out, spm_path, fx["tokenizer"], cfg.text_config.max_position_embeddings)
+    write_preprocessor_config(out)
+    if fx.get("shards"):
+        shards = [f for f in os.listdir(out) if f.endswith(".safetensors")]
+        assert len(shards) == fx["shards"], f"{name}: wanted {fx['shards']} shards, got {shards}"
+    log(f"{name}: checkpoint {dir_size(out) / 1e6:.2f} MB: {sorted(os.listdir(out))}")
+    return out
+
+
+def rename_to_hub_names(out, fx):
+    """Tensor names as llava-hf's hub checkpoints have them (transformers 5 writes the CLIP tower
+    without its `vision_model.` level): `language_model.model.*`, `language_model.lm_head.weight`,
+    `vision_tower.vision_model.*`, `multi_modal_projector.*`, `image_newline`."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    files = sorted(f for f in os.listdir(out) if f.endswith(".safetensors"))
+    renamed = {}
+    for f in files:
+        path = os.path.join(out, f)
+        with safe_open(path, "pt") as sf:
+            meta = sf.metadata()
+            tensors = {k: sf.get_tensor(k) for k in sf.keys()}
+        new = {}
+        for k, v in tensors.items():
+            nk = k
+            if k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model."):
+                nk = "vision_tower.vision_model." + k[len("vision_tower.") :]
+            assert nk.split(".")[0] in ("language_model", "vision_tower", "multi_modal_projector", "image_newline"), nk
+            new[nk] = v
+            renamed[k] = nk
+        save_file(new, path, metadata=meta)
+    index = os.path.join(out, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            idx = json.load(f)
+        idx["weight_map"] = {renamed[k]: v for k, v in idx["weight_map"].items()}
+        write_json(index, idx)
+
+
+def write_preprocessor_config(out):
+    """preprocessor_config.json as hub checkpoints carry it (transformers 5 nests the same facts
+    in processor_config.json, which is kept too)."""
+    with open(os.path.join(out, "processor_config.json")) as f:
+        proc = json.load(f)
+    pre = dict(proc["image_processor"])
+    pre["processor_class"] = proc["processor_class"]
+    write_json(os.path.join(out, "preprocessor_config.json"), pre)
+
+
+def prompt_for(processor, question, n_images):
+    content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": question}]
+    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+
+
+def vision_tiles(model, inputs, is_next):
+    """Every tile the vision tower sees, in order, as [n_tiles, 3, s, s]."""
+    pv = inputs["pixel_values"]
+    if not is_next:
+        return pv
+    from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+    counts = [
+        image_size_to_num_patches(
+            image_size=sz, grid_pinpoints=model.config.image_grid_pinpoints, patch_size=model.config.vision_config.image_size
+        )
+        for sz in inputs["image_sizes"]
+    ]
+    return torch_cat([pv[i, :c] for i, c in enumerate(counts)])
+
+
+def torch_cat(xs):
+    import torch
+
+    return torch.cat(xs, dim=0)
+
+
+def top_gap(logits_row):
+    import torch
+
+    top = torch.topk(logits_row, 2).values
+    return float(top[0] - top[1])
+
+
+def forward_full(model, inputs, ids):
+    import torch
+
+    kw = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=torch.ones_like(ids), **kw).logits[0, -1]
+
+
+def run_case(model, processor, fx, case_name, image_names, ref_dir):
+    import torch
+    from transformers import GenerationConfig
+
+    is_next = fx["arch"] == "llava_next"
+    question = {0: TEXT_QUESTION, 1: IMAGE_QUESTION}.get(len(image_names), TWO_IMAGE_QUESTION)
+    prompt = prompt_for(processor, question, len(image_names))
+    images = [load_image(n) for n in image_names]
+    inputs = processor(text=prompt, images=images or None, return_tensors="pt")
+    ids = inputs["input_ids"]
+    image_token = model.config.image_token_id
+    n_img_tok = int((ids == image_token).sum())
+
+    captured = {}
+
+    def grab(_mod, _args, kwargs):
+        captured["inputs_embeds"] = kwargs["inputs_embeds"].detach().clone()
+
+    hook = model.model.language_model.register_forward_pre_hook(grab, with_kwargs=True)
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    hook.remove()
+    logits = out.logits[0]
+    hidden = out.hidden_states[-1][0]
+    # hidden must be the final RMSNorm output: the LM head applied to it gives the logits
+    re_logits = model.lm_head(hidden)
+    assert torch.allclose(re_logits, logits, atol=1e-4, rtol=1e-5), f"{case_name}: hidden is not the final norm output"
+    files = {}
+
+    def put(key, arr):
+        fname = f"{case_name}.{key}.npy"
+        save_npy(os.path.join(ref_dir, fname), arr)
+        files[key] = fname
+
+    put("input_ids", ids[0].numpy().astype(np.int32))
+    entry = {"name": case_name, "prompt": prompt, "images": [f"images/{n}" for n in image_names]}
+    if images:
+        pv = inputs["pixel_values"]
+        put("pixel_values", pv.numpy().astype(np.float32))
+        if is_next:
+            put("image_sizes", inputs["image_sizes"].numpy().astype(np.int32))
+        tiles = vision_tiles(model, inputs, is_next)
+        with torch.no_grad():
+            vout = model.model.vision_tower(tiles, output_hidden_states=True)
+        feats = vout.hidden_states[model.config.vision_feature_layer][:, 1:]
+        put("image_features", feats.numpy().astype(np.float32))
+        emb = captured["inputs_embeds"][0]
+        mask = ids[0] == image_token
+        image_embeds = emb[mask]
+        # cross-check with the model's own feature path
+        with torch.no_grad():
+            kw = {"image_sizes": inputs["image_sizes"]} if is_next else {}
+            own = model.model.get_image_features(pixel_values=inputs["pixel_values"], **kw).pooler_output
+        own = torch.cat([o.reshape(-1, o.shape[-1]) for o in own], dim=0)
+        assert torch.equal(own, image_embeds), f"{case_name}: spliced embeddings differ from get_image_features"
+        # projector applied to the stored features gives the base-tile rows
+        with torch.no_grad():
+            proj = model.model.multi_modal_projector(feats)
+        assert torch.allclose(proj[0], image_embeds[: proj.shape[1]], atol=1e-5), f"{case_name}: projector mismatch"
+        # re-run the language model from text embeddings + the stored image embeddings
+        with torch.no_grad():
+            rebuilt = model.get_input_embeddings()(ids[0]).clone()
+            rebuilt[mask] = image_embeds
+            lm = model.model.language_model(inputs_embeds=rebuilt[None])
+            re2 = model.lm_head(lm.last_hidden_state[0])
+        assert torch.allclose(re2, logits, atol=1e-4, rtol=1e-5), f"{case_name}: logits from image_embeds differ"
+        put("image_embeds", image_embeds.numpy().astype(np.float32))
+        put("logits", logits[-1:].numpy().astype(np.float32))
+        entry["n_image_tokens"] = n_img_tok
+        entry["n_tiles"] = int(tiles.shape[0])
+    else:
+        put("logits", logits.numpy().astype(np.float32))
+    put("hidden", hidden.numpy().astype(np.float32))
+
+    # greedy: argmax stepping on full re-computation (no cache), compared with generate()
+    seq = ids
+    gaps = []
+    greedy = []
+    for _ in range(N_GREEDY):
+        last = forward_full(model, inputs, seq)
+        gaps.append(top_gap(last))
+        nxt = int(torch.argmax(last))
+        greedy.append(nxt)
+        seq = torch.cat([seq, torch.tensor([[nxt]])], dim=1)
+    gc = GenerationConfig(do_sample=False, max_new_tokens=N_GREEDY, min_new_tokens=0, eos_token_id=None, pad_token_id=32001)
+    with torch.no_grad():
+        gen = model.generate(**inputs, generation_config=gc)
+    gen_tokens = gen[0, ids.shape[1] :].tolist()
+    assert gen_tokens == greedy, f"{case_name}: generate() {gen_tokens} != argmax stepping {greedy}"
+    assert max(greedy) < 32000, f"{case_name}: greedy produced an added token: {greedy}"
+    put("greedy", np.array(greedy, dtype=np.int32))
+    entry.update(
+        n_tokens=int(ids.shape[1]),
+        greedy_text=processor.tokenizer.decode(greedy),
+        greedy_min_top2_gap=round(min(gaps), 4),
+        files=files,
+    )
+    log(
+        f"  {case_name}: {ids.shape[1]} tokens ({n_img_tok} image), greedy {greedy}\n"
+        f"    top1-top2 gaps {[round(g, 2) for g in gaps]}"
+    )
+    return entry
+
+
+def make_references(name, fx, ckpt):
+    import torch
+    from transformers import AutoProcessor
+
+    ref_dir = os.path.join(LLAVA_DIR, name + ".ref")
+    if os.path.exists(ref_dir):
+        shutil.rmtree(ref_dir)
+    os.makedirs(ref_dir)
+    model, info = model_class(fx).from_pretrained(ckpt, dtype=torch.float32, output_loading_info=True)
+    model.eval()
+    bad = {k: v for k, v in info.items() if v}
+    assert not bad, f"{name}: loading the checkpoint back: {bad}"
+    processor = AutoProcessor.from_pretrained(ckpt)
+    assert type(processor.image_processor).__name__.endswith("Pil"), "references need the PIL image backend"
+    torch.manual_seed(0)
+    cases = [run_case(model, processor, fx, c, imgs, ref_dir) for c, imgs in fx["cases"]]
+    write_json(
+        os.path.join(ref_dir, "cases.json"),
+        {"fixture": name, "checkpoint": f"llava/{name}", "cases": cases},
+    )
+    log(f"{name}: references {dir_size(ref_dir) / 1e6:.2f} MB")
+    return model, processor
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", help="fixture names to (re)build")
+    args = ap.parse_args()
+    try:
+        import torchvision  # noqa: F401
+
+        sys.exit("torchvision is installed: transformers would use its image backend; uninstall it")
+    except ImportError:
+        pass
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    make_images()
+    names = args.only or list(FIXTURES_DEF)
+    os.makedirs(LLAVA_DIR, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        for name in names:
+            fx = FIXTURES_DEF[name]
+            ckpt = build_checkpoint(name, fx, work)
+            make_references(name, fx, ckpt)
+
+
+if __name__ == "__main__":
+    main()
