@@ -254,6 +254,9 @@ def make_images():
     small = Image.fromarray(picture(30, 20, 0.7), "RGB").quantize(colors=32, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     small.save(os.path.join(IMAGES_DIR, "small-30x20-palette.png"))
     specs["small-30x20-palette.png"] = "palette (P mode) PNG, 30 x 20, 32 colours"
+    # a wide banner: picks a 1 x 3 tile grid in the NeXT fixtures
+    Image.fromarray(picture(150, 40, 2.6), "RGB").save(os.path.join(IMAGES_DIR, "banner-150x40.png"))
+    specs["banner-150x40.png"] = "RGB PNG, 150 x 40"
     return specs
 
 
@@ -382,6 +385,7 @@ def mistral_text_config(hidden, layers, heads, kv_heads, intermediate):
 TEXT_QUESTION = "Name three colours of the rainbow."
 IMAGE_QUESTION = "What is shown in this picture?"
 TWO_IMAGE_QUESTION = "How do these two pictures differ?"
+SHORT_TEXT_QUESTION = "Count from one to five."  # text-only logits are [n, 32064] f32: kept short
 
 FIXTURES_DEF = {
     "llava15-hf": dict(
@@ -397,6 +401,39 @@ FIXTURES_DEF = {
             ("wide", ["wide-97x61.png"]),
             ("tall_rgba", ["tall-50x80-rgba.png"]),
             ("small_palette", ["small-30x20-palette.png"]),
+        ],
+    ),
+    "next-mistral-hf": dict(
+        arch="llava_next",
+        seed=202,
+        dtype="bfloat16",
+        shards=2,
+        text=("mistral", mistral_text_config(hidden=40, layers=2, heads=4, kv_heads=2, intermediate=96)),
+        vision=clip_vision_config(image_size=48, hidden=40, layers=3, heads=4, intermediate=80),
+        tokenizer="mistral",
+        template=MISTRAL_TEMPLATE,
+        text_question=SHORT_TEXT_QUESTION,
+        cases=[
+            ("text", []),
+            ("wide", ["wide-97x61.png"]),
+            ("small_palette", ["small-30x20-palette.png"]),
+            ("banner_tall", ["banner-150x40.png", "tall-50x80-rgba.png"]),
+        ],
+    ),
+    "next-vicuna-hf": dict(
+        arch="llava_next",
+        seed=303,
+        dtype="float16",
+        text=("llama", llama_text_config(hidden=32, layers=2, heads=4, kv_heads=4, intermediate=96)),
+        vision=clip_vision_config(image_size=48, hidden=32, layers=3, heads=4, intermediate=96),
+        tokenizer="llama",
+        template=VICUNA_TEMPLATE,
+        sparse_config=True,
+        text_question=SHORT_TEXT_QUESTION,
+        cases=[
+            ("text", []),
+            ("square_jpeg", ["square-72x72.jpg"]),
+            ("tall_banner", ["tall-50x80-rgba.png", "banner-150x40.png"]),
         ],
     ),
 }
@@ -501,12 +538,10 @@ def build_checkpoint(name, fx, work):
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[fx["dtype"]]
     model = model.to(dtype)
     model.config.dtype = fx["dtype"]
-    save_args = {}
-    if fx.get("shards"):
-        total = sum(p.numel() * p.element_size() for p in model.parameters())
-        save_args["max_shard_size"] = total // fx["shards"] + 4096
-    model.save_pretrained(out, **save_args)
-    rename_to_hub_names(out, fx)
+    model.save_pretrained(out)
+    rename_to_hub_names(out, fx.get("shards", 1))
+    if fx.get("sparse_config"):
+        write_sparse_config(out, cfg, fx)
 
     spm_path = spm_for(fx, work)
     tokenizer = load_tokenizer(spm_path, fx["tokenizer"], cfg.text_config.max_position_embeddings)
@@ -526,35 +561,115 @@ def build_checkpoint(name, fx, work):
     return out
 
 
-def rename_to_hub_names(out, fx):
+def rename_to_hub_names(out, n_shards):
     """Tensor names as llava-hf's hub checkpoints have them (transformers 5 writes the CLIP tower
     without its `vision_model.` level): `language_model.model.*`, `language_model.lm_head.weight`,
     `vision_tower.vision_model.*`, `multi_modal_projector.*`, `image_newline`."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    files = sorted(f for f in os.listdir(out) if f.endswith(".safetensors"))
-    renamed = {}
-    for f in files:
-        path = os.path.join(out, f)
-        with safe_open(path, "pt") as sf:
-            meta = sf.metadata()
-            tensors = {k: sf.get_tensor(k) for k in sf.keys()}
-        new = {}
-        for k, v in tensors.items():
-            nk = k
-            if k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model."):
-                nk = "vision_tower.vision_model." + k[len("vision_tower.") :]
-            assert nk.split(".")[0] in ("language_model", "vision_tower", "multi_modal_projector", "image_newline"), nk
-            new[nk] = v
-            renamed[k] = nk
+    path = os.path.join(out, "model.safetensors")
+    files = [f for f in os.listdir(out) if f.endswith(".safetensors")]
+    assert files == ["model.safetensors"], f"expected one safetensors file, got {files}"
+    with safe_open(path, "pt") as sf:
+        meta = sf.metadata()
+        tensors = {k: sf.get_tensor(k) for k in sf.keys()}
+    new = {}
+    for k, v in sorted(tensors.items()):
+        nk = k
+        if k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model."):
+            nk = "vision_tower.vision_model." + k[len("vision_tower.") :]
+        assert nk.split(".")[0] in ("language_model", "vision_tower", "multi_modal_projector", "image_newline"), nk
+        new[nk] = v
+    if n_shards == 1:
         save_file(new, path, metadata=meta)
-    index = os.path.join(out, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index) as f:
-            idx = json.load(f)
-        idx["weight_map"] = {renamed[k]: v for k, v in idx["weight_map"].items()}
-        write_json(index, idx)
+        return
+    # Sharded as transformers does (model-0000i-of-0000n.safetensors + an index), split in name
+    # order at equal byte counts, so that one module's tensors can lie in different files.
+    os.remove(path)
+    total = sum(v.numel() * v.element_size() for v in new.values())
+    shards = [{} for _ in range(n_shards)]
+    done = 0
+    for k, v in new.items():
+        i = min(n_shards - 1, done * n_shards // total)
+        shards[i][k] = v
+        done += v.numel() * v.element_size()
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        assert shard, "empty shard"
+        fname = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
+        save_file(shard, os.path.join(out, fname), metadata=meta)
+        weight_map.update({k: fname for k in shard})
+    write_json(
+        os.path.join(out, "model.safetensors.index.json"),
+        {"metadata": {"total_size": total}, "weight_map": weight_map},
+    )
+
+
+def write_sparse_config(out, cfg, fx):
+    """config.json in the sparse form of llava-hf's hub configs (transformers 4.x era): only what
+    differs from the defaults, `rope_theta` / `torch_dtype` spellings, no `hidden_act`,
+    `layer_norm_eps`, `vision_feature_layer`, `projector_hidden_act`... The loaded config must still
+    equal the one the weights were made with (checked)."""
+    from transformers import AutoConfig
+
+    t, v = cfg.text_config, cfg.vision_config
+    sparse = {
+        "architectures": [type_name_for(fx)],
+        "ignore_index": -100,
+        "image_grid_pinpoints": cfg.image_grid_pinpoints,
+        "image_token_index": 32000,
+        "model_type": cfg.model_type,
+        "pad_token_id": 32001,
+        "text_config": {
+            "_name_or_path": "lmsys/vicuna-7b-v1.5",
+            "architectures": ["LlamaForCausalLM"],
+            "hidden_size": t.hidden_size,
+            "intermediate_size": t.intermediate_size,
+            "max_position_embeddings": t.max_position_embeddings,
+            "model_type": "llama",
+            "num_attention_heads": t.num_attention_heads,
+            "num_hidden_layers": t.num_hidden_layers,
+            "num_key_value_heads": t.num_key_value_heads,
+            "pad_token_id": 0,
+            "rms_norm_eps": t.rms_norm_eps,
+            "torch_dtype": fx["dtype"],
+            "vocab_size": t.vocab_size,
+        },
+        "tie_word_embeddings": False,
+        "torch_dtype": fx["dtype"],
+        "transformers_version": "4.39.0.dev0",
+        "use_image_newline_parameter": True,
+        "vision_config": {
+            "hidden_size": v.hidden_size,
+            "image_size": v.image_size,
+            "intermediate_size": v.intermediate_size,
+            "model_type": "clip_vision_model",
+            "num_attention_heads": v.num_attention_heads,
+            "num_hidden_layers": v.num_hidden_layers,
+            "patch_size": v.patch_size,
+            "projection_dim": v.projection_dim,
+            "vocab_size": 32000,
+        },
+    }
+    write_json(os.path.join(out, "config.json"), sparse)
+    back = AutoConfig.from_pretrained(out)
+    for a, b, keys in (
+        (back.text_config, t, ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                               "num_key_value_heads", "rms_norm_eps", "vocab_size", "hidden_act", "head_dim",
+                               "tie_word_embeddings"]),
+        (back.vision_config, v, ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                 "image_size", "patch_size", "hidden_act", "layer_norm_eps"]),
+        (back, cfg, ["image_grid_pinpoints", "image_token_id", "vision_feature_layer",
+                     "vision_feature_select_strategy", "projector_hidden_act"]),
+    ):
+        for k in keys:
+            assert getattr(a, k) == getattr(b, k), f"sparse config: {k} reads back as {getattr(a, k)}, not {getattr(b, k)}"
+    assert back.text_config.rope_parameters["rope_theta"] == t.rope_parameters["rope_theta"], "sparse config: rope"
+
+
+def type_name_for(fx):
+    return model_class(fx).__name__
 
 
 def write_preprocessor_config(out):
@@ -594,6 +709,10 @@ def torch_cat(xs):
     return torch.cat(xs, dim=0)
 
 
+def processor_dir(processor):
+    return processor.fixture_dir
+
+
 def top_gap(logits_row):
     import torch
 
@@ -614,12 +733,20 @@ def run_case(model, processor, fx, case_name, image_names, ref_dir):
     from transformers import GenerationConfig
 
     is_next = fx["arch"] == "llava_next"
-    question = {0: TEXT_QUESTION, 1: IMAGE_QUESTION}.get(len(image_names), TWO_IMAGE_QUESTION)
+    question = {0: fx.get("text_question", TEXT_QUESTION), 1: IMAGE_QUESTION}.get(len(image_names), TWO_IMAGE_QUESTION)
     prompt = prompt_for(processor, question, len(image_names))
     images = [load_image(n) for n in image_names]
     inputs = processor(text=prompt, images=images or None, return_tensors="pt")
     ids = inputs["input_ids"]
     image_token = model.config.image_token_id
+    if not images:
+        # the Rust side tokenizes with SentencePiece rules from the GGUF vocab: the processor's
+        # tokens must be exactly BOS + SentencePiece's for a text-only prompt
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(processor_dir(processor), "tokenizer.model"))
+        want = [1] + sp.encode(prompt)
+        assert ids[0].tolist() == want, f"{case_name}: transformers {ids[0].tolist()} != sentencepiece {want}"
     n_img_tok = int((ids == image_token).sum())
 
     captured = {}
@@ -726,6 +853,7 @@ def make_references(name, fx, ckpt):
     bad = {k: v for k, v in info.items() if v}
     assert not bad, f"{name}: loading the checkpoint back: {bad}"
     processor = AutoProcessor.from_pretrained(ckpt)
+    processor.fixture_dir = ckpt
     assert type(processor.image_processor).__name__.endswith("Pil"), "references need the PIL image backend"
     torch.manual_seed(0)
     cases = [run_case(model, processor, fx, c, imgs, ref_dir) for c, imgs in fx["cases"]]
