@@ -900,7 +900,7 @@ def make_references(name, fx, ckpt):
     cases = [run_case(model, processor, fx, c, imgs, ref_dir) for c, imgs in fx["cases"]]
     write_json(
         os.path.join(ref_dir, "cases.json"),
-        {"fixture": name, "checkpoint": f"llava/{name}", "cases": cases},
+        {"fixture": name, "checkpoint": f"llava/{name}", "generator": generator_versions(), "cases": cases},
     )
     log(f"{name}: references {dir_size(ref_dir) / 1e6:.2f} MB")
     return model, processor
@@ -1070,6 +1070,25 @@ def check_original_layout(base_model, out, clip_out):
         assert torch.equal(ours[k], v), f"CLIP dir tensor {k} differs"
 
 
+def generator_versions():
+    """Versions of what made the references, recorded in every cases.json."""
+    import PIL
+    import safetensors
+    import sentencepiece
+    import torch
+    import transformers
+
+    return {
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "python": sys.version.split()[0],
+        "safetensors": safetensors.__version__,
+        "sentencepiece": sentencepiece.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
 def make_original_references(name, fx, clip_out):
     import torch
     from transformers import AutoProcessor, CLIPImageProcessor
@@ -1089,7 +1108,14 @@ def make_original_references(name, fx, clip_out):
     cases = [run_case(model, processor, fx, c, imgs, ref_dir, pad_processor=pad_processor) for c, imgs in fx["cases"]]
     write_json(
         os.path.join(ref_dir, "cases.json"),
-        {"fixture": name, "checkpoint": f"llava/{name}", "vision_tower": f"llava/{name}-clip", "cases": cases},
+        {
+            "fixture": name,
+            "checkpoint": f"llava/{name}",
+            "vision_tower": f"llava/{name}-clip",
+            "model_run": f"llava/{fx['base']}",
+            "generator": generator_versions(),
+            "cases": cases,
+        },
     )
     log(f"{name}: references {dir_size(ref_dir) / 1e6:.2f} MB")
 
