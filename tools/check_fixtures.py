@@ -42,9 +42,7 @@ def text_params(cfg):
     """Hyper-parameters with transformers' defaults for what sparse configs leave out."""
     t = cfg.get("text_config", cfg)
     heads = t["num_attention_heads"]
-    theta = t.get("rope_theta") or (t.get("rope_parameters") or {}).get("rope_theta") or (
-        1e6 if t.get("model_type") == "mistral" else 10000.0
-    )
+    theta = t.get("rope_theta") or (t.get("rope_parameters") or {}).get("rope_theta") or 10000.0
     return dict(
         hidden=t["hidden_size"],
         layers=t["num_hidden_layers"],
