@@ -4,7 +4,8 @@
 //! - [`dtype`]: ggml's tensor types and their block geometry;
 //! - [`gguf`]: reading (mmap, zero-copy, validated) and writing (streaming, atomic) GGUF files;
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
-//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes.
+//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
+//! - [`convert`]: the `llava-convert` pipeline (Hugging Face LLaVA checkpoints → LLM + mmproj GGUF);
 //! - [`npy`]: NumPy `.npy` files (dumps and reference outputs).
 //!
 //! Reading one row of a tensor (the example in the README):
@@ -25,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod convert;
 pub mod dtype;
 pub mod gguf;
 pub mod kernels;
