@@ -4,7 +4,9 @@
 //! - [`dtype`]: ggml's tensor types and their block geometry;
 //! - [`gguf`]: reading (mmap, zero-copy, validated) and writing (streaming, atomic) GGUF files;
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
-//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes.
+//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
+//! - [`ops`]: the tensor operations models are built from (norms, rope, attention, activations);
+//! - [`model_file`]: typed metadata and shape-checked tensor views of a model file.
 //!
 //! Reading one row of a tensor (the example in the README):
 //!
@@ -27,6 +29,8 @@
 pub mod dtype;
 pub mod gguf;
 pub mod kernels;
+pub mod model_file;
+pub mod ops;
 pub mod quant;
 pub mod quantize;
 
