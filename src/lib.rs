@@ -6,7 +6,8 @@
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
 //! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
 //! - [`ops`]: the tensor operations models are built from (norms, rope, attention, activations);
-//! - [`model_file`]: typed metadata and shape-checked tensor views of a model file.
+//! - [`model_file`]: typed metadata and shape-checked tensor views of a model file;
+//! - [`tokenizer`]: the SentencePiece-BPE tokenizer from GGUF metadata.
 //!
 //! Reading one row of a tensor (the example in the README):
 //!
@@ -33,5 +34,6 @@ pub mod model_file;
 pub mod ops;
 pub mod quant;
 pub mod quantize;
+pub mod tokenizer;
 
 pub use dtype::GgmlType;
