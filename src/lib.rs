@@ -4,7 +4,8 @@
 //! - [`dtype`]: ggml's tensor types and their block geometry;
 //! - [`gguf`]: reading (mmap, zero-copy, validated) and writing (streaming, atomic) GGUF files;
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
-//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes.
+//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
+//! - [`vision`]: images to embeddings (decoding, exact preprocessing, CLIP, connector).
 //!
 //! Reading one row of a tensor (the example in the README):
 //!
@@ -29,5 +30,6 @@ pub mod gguf;
 pub mod kernels;
 pub mod quant;
 pub mod quantize;
+pub mod vision;
 
 pub use dtype::GgmlType;
