@@ -5,6 +5,7 @@
 //! - [`gguf`]: reading (mmap, zero-copy, validated) and writing (streaming, atomic) GGUF files;
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
 //! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
+//! - [`npy`]: NumPy `.npy` files (dumps and reference outputs);
 //! - [`vision`]: images to embeddings (decoding, exact preprocessing, CLIP, connector).
 //!
 //! Reading one row of a tensor (the example in the README):
@@ -28,6 +29,7 @@
 pub mod dtype;
 pub mod gguf;
 pub mod kernels;
+pub mod npy;
 pub mod quant;
 pub mod quantize;
 pub mod vision;
