@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use llava::vision::anyres::{AnyresLayout, Resolution};
 use llava::vision::resize::resize_bicubic;
-use llava::vision::{DecodedImage, ImageMode, PreprocessConfig, RgbImage, VisionError, preprocess};
+use llava::vision::{
+    AlphaMode, DecodedImage, ImageMode, PreprocessConfig, RgbImage, VisionError, preprocess,
+};
 use serde_json::Value;
 
 fn dir() -> PathBuf {
@@ -130,7 +132,7 @@ fn bicubic_resize_equals_pillow() {
     }
 }
 
-fn decode_ref(name: &str) -> (Value, Vec<u8>) {
+fn decode_ref(name: &str, key: &str) -> (Value, Vec<u8>) {
     let refs = json("decode.json");
     let all = blob("decode.bin");
     let r = refs["images"]
@@ -140,7 +142,7 @@ fn decode_ref(name: &str) -> (Value, Vec<u8>) {
         .find(|r| r["file"] == name)
         .unwrap()
         .clone();
-    let (w, h, off) = (us(&r["width"]), us(&r["height"]), us(&r["offset"]));
+    let (w, h, off) = (us(&r["width"]), us(&r["height"]), us(&r[key]["offset"]));
     let bytes = all[off..off + w * h * 3].to_vec();
     (r, bytes)
 }
@@ -162,20 +164,24 @@ fn lossless_formats_decode_to_transformers_rgb_exactly() {
         "palette_45x30.gif",
         "grey16_11x7.png",
     ] {
-        let (r, want) = decode_ref(name);
-        let got = DecodedImage::open(dir().join("images").join(name))
-            .unwrap()
-            .rgb;
-        assert_eq!(
-            (got.width, got.height),
-            (us(&r["width"]), us(&r["height"])),
-            "{name}"
-        );
-        let diffs = got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
-        assert_eq!(
-            diffs, 0,
-            "{name}: {diffs} samples differ from transformers' RGB"
-        );
+        let image = DecodedImage::open(dir().join("images").join(name)).unwrap();
+        for (key, mode) in [
+            ("composited", AlphaMode::CompositeOnWhite),
+            ("dropped", AlphaMode::Drop),
+        ] {
+            let (r, want) = decode_ref(name, key);
+            let got = image.to_rgb(mode);
+            assert_eq!(
+                (got.width, got.height),
+                (us(&r["width"]), us(&r["height"])),
+                "{name}"
+            );
+            let diffs = got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                diffs, 0,
+                "{name} {key}: {diffs} samples differ from the reference RGB"
+            );
+        }
     }
 }
 
@@ -191,10 +197,10 @@ fn jpeg_decodes_within_measured_bounds_of_libjpeg_turbo() {
         ("rgb_45x30.jpg", 2u8, 2u8, 0.03f64),
         ("rgb_45x30_420.jpg", 3, 12, 0.36),
     ] {
-        let (_, want) = decode_ref(name);
+        let (_, want) = decode_ref(name, "composited");
         let got = DecodedImage::open(dir().join("images").join(name))
             .unwrap()
-            .rgb;
+            .to_rgb(AlphaMode::CompositeOnWhite);
         let row = got.width * 3;
         let diff =
             |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y)).max().unwrap();
@@ -238,6 +244,11 @@ fn config(size: usize, mode: &str, pinpoints: &Value, refs: &Value) -> Preproces
         patch_size: 14,
         mean: arr3(&refs["mean"]),
         std: arr3(&refs["std"]),
+        alpha: if mode == ImageMode::Pad {
+            AlphaMode::Drop
+        } else {
+            AlphaMode::CompositeOnWhite
+        },
         mode,
     }
 }
@@ -278,7 +289,7 @@ fn pixel_values_equal_transformers_for_crop_pad_and_anyres() {
         } else {
             DecodedImage::open(dir().join("images").join(src[1].as_str().unwrap()))
                 .unwrap()
-                .rgb
+                .to_rgb(cfg.alpha)
         };
         let pv = preprocess(&image, &cfg).unwrap();
         let shape: Vec<usize> = case["shape"].as_array().unwrap().iter().map(us).collect();

@@ -185,24 +185,20 @@ def save_images():
 
 
 def make_decode_refs(files):
-    refs = []
+    """Per file: the RGB of transformers' convert_to_rgb (alpha composited onto white) and of
+    Pillow's convert("RGB") (alpha dropped: the original LLaVA), stored whole (all are small)."""
+    refs, blob = [], bytearray()
     for name in files:
         with Image.open(os.path.join(OUT, "images", name)) as im:
             im.load()
-            rgb = convert_to_rgb(im, return_numpy=True)
-        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
-        refs.append(
-            dict(file=name, width=rgb.shape[1], height=rgb.shape[0], fnv64=fnv1a64(rgb.tobytes()),
-                 offset=None)
-        )
-    # All decoded images are small: store them whole so JPEG differences can be measured.
-    blob = bytearray()
-    for r in refs:
-        with Image.open(os.path.join(OUT, "images", r["file"])) as im:
-            im.load()
-            rgb = convert_to_rgb(im, return_numpy=True)
-        r["offset"] = len(blob)
-        blob += rgb.tobytes()
+            composited = convert_to_rgb(im, return_numpy=True)
+            dropped = np.asarray(im.convert("RGB"))
+        assert composited.dtype == np.uint8 and composited.shape == dropped.shape
+        ref = dict(file=name, width=composited.shape[1], height=composited.shape[0])
+        for key, rgb in (("composited", composited), ("dropped", dropped)):
+            ref[key] = dict(offset=len(blob), fnv64=fnv1a64(rgb.tobytes()))
+            blob += rgb.tobytes()
+        refs.append(ref)
     with open(os.path.join(OUT, "decode.bin"), "wb") as f:
         f.write(blob)
     write_json("decode.json", {"images": refs})
@@ -269,7 +265,8 @@ def make_pixel_refs():
         pad_colour = tuple(int(x * 255) for x in MEAN)
         outputs = {
             "crop": clip(image, return_tensors="np")["pixel_values"][0],
-            "pad": clip(expand2square(convert_to_rgb(image), pad_colour), return_tensors="np")["pixel_values"][0],
+            # the original LLaVA: Image.open(f).convert("RGB") drops alpha, then expand2square
+            "pad": clip(expand2square(image.convert("RGB"), pad_colour), return_tensors="np")["pixel_values"][0],
         }
         nb = nxt(image, return_tensors="np")
         outputs["anyres"] = nb["pixel_values"][0]

@@ -1,11 +1,14 @@
 //! Image files to 8-bit RGB, the way transformers' processors see a `PIL.Image.open` result.
 //!
-//! Decoding uses the `image` crate (JPEG, PNG, WebP, BMP, GIF's first frame). The conversion to
-//! RGB follows transformers 5's `convert_to_rgb` (`image_transforms.py`), which the CLIP and
-//! LLaVA-NeXT processors apply (`do_convert_rgb = True`) to the PIL image they are given:
-//! an image with an alpha band (or a transparency colour/palette entry) is converted to RGBA and
-//! alpha-composited onto an opaque white background with Pillow's integer `alpha_composite`;
-//! other images go through Pillow's `convert("RGB")` (grey replicated, palette expanded).
+//! Decoding uses the `image` crate (JPEG, PNG, WebP, BMP, GIF's first frame) into 8-bit RGBA.
+//! Transparency is then handled one of two ways ([`AlphaMode`]):
+//! - transformers 5's `convert_to_rgb` (`image_transforms.py`), which the CLIP and LLaVA-NeXT
+//!   processors apply (`do_convert_rgb = True`) to the PIL image they are given: an image with an
+//!   alpha band (or a transparency colour/palette entry) is alpha-composited onto opaque white
+//!   with Pillow's integer `alpha_composite`;
+//! - the original LLaVA's `Image.open(f).convert("RGB")` (and llama.cpp's stb_image with 3
+//!   channels): alpha is dropped, the colour kept.
+//! Grey is replicated and palettes expanded as Pillow's `convert("RGB")` does.
 //! Pillow keeps only the high byte of 16-bit RGB(A) PNG samples and clips 16-bit grey (`I;16`)
 //! to 255 when converting to RGB; both are reproduced. EXIF orientation is not applied
 //! (`Image.open` and the processors do not; `transformers.image_utils.load_image` does, and also
@@ -64,11 +67,25 @@ impl RgbImage {
     }
 }
 
-/// A decoded image and where it came from (for messages and caches).
+/// What becomes of transparency when an image is made RGB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlphaMode {
+    /// transformers' processors: composite onto opaque white.
+    CompositeOnWhite,
+    /// The original LLaVA and llama.cpp: drop the alpha channel.
+    Drop,
+}
+
+/// A decoded image and where it came from (for messages and caches): 8-bit RGBA, rows top to
+/// bottom.
 #[derive(Clone, Debug)]
 pub struct DecodedImage {
     pub source: PathBuf,
-    pub rgb: RgbImage,
+    pub width: usize,
+    pub height: usize,
+    /// Whether the file had transparency (an alpha channel, tRNS or a transparent index).
+    pub has_alpha: bool,
+    rgba: Vec<u8>,
 }
 
 impl DecodedImage {
@@ -94,8 +111,33 @@ impl DecodedImage {
     pub fn from_bytes(source: impl AsRef<Path>, bytes: &[u8]) -> Result<Self, VisionError> {
         let source = source.as_ref().to_path_buf();
         let image = decode_dynamic(&source, bytes)?;
-        let rgb = to_rgb_like_transformers(&image);
-        Ok(Self { source, rgb })
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        let has_alpha = image.color().has_alpha();
+        let rgba = to_rgba_like_pillow(&image);
+        Ok(Self {
+            source,
+            width,
+            height,
+            has_alpha,
+            rgba,
+        })
+    }
+
+    /// The RGB image, transparency handled as `alpha` says.
+    pub fn to_rgb(&self, alpha: AlphaMode) -> RgbImage {
+        let mut data = Vec::with_capacity(self.width * self.height * 3);
+        for p in self.rgba.chunks_exact(4) {
+            if alpha == AlphaMode::CompositeOnWhite && self.has_alpha {
+                data.extend_from_slice(&composite_on_white(p[0], p[1], p[2], p[3]));
+            } else {
+                data.extend_from_slice(&p[..3]);
+            }
+        }
+        RgbImage {
+            width: self.width,
+            height: self.height,
+            data,
+        }
     }
 }
 
@@ -191,62 +233,52 @@ fn composite_on_white(r: u8, g: u8, b: u8, a: u8) -> [u8; 3] {
     [channel(r), channel(g), channel(b)]
 }
 
-/// The RGB image transformers' `convert_to_rgb` makes of the PIL image Pillow would decode.
-pub fn to_rgb_like_transformers(image: &DynamicImage) -> RgbImage {
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    let n = width * height;
-    let mut data = Vec::with_capacity(n * 3);
+/// 8-bit RGBA with Pillow's sample conversions: grey replicated; 16-bit RGB(A) and grey+alpha
+/// PNG samples keep their high byte (Pillow's "RGB;16B"/"RGBA;16B"/"LA;16B" unpackers); 16-bit
+/// grey opens as Pillow's "I;16", whose conversion to RGB clips at 255.
+fn to_rgba_like_pillow(image: &DynamicImage) -> Vec<u8> {
+    let n = image.width() as usize * image.height() as usize;
+    let mut out = Vec::with_capacity(n * 4);
+    let hi = |v: u16| (v >> 8) as u8;
     match image {
-        DynamicImage::ImageRgb8(im) => data.extend_from_slice(im.as_raw()),
+        DynamicImage::ImageRgb8(im) => {
+            for p in im.as_raw().chunks_exact(3) {
+                out.extend_from_slice(&[p[0], p[1], p[2], 255]);
+            }
+        }
+        DynamicImage::ImageRgba8(im) => out.extend_from_slice(im.as_raw()),
         DynamicImage::ImageLuma8(im) => {
             for &v in im.as_raw() {
-                data.extend_from_slice(&[v, v, v]);
+                out.extend_from_slice(&[v, v, v, 255]);
             }
         }
         DynamicImage::ImageLumaA8(im) => {
             for p in im.as_raw().chunks_exact(2) {
-                data.extend_from_slice(&composite_on_white(p[0], p[0], p[0], p[1]));
+                out.extend_from_slice(&[p[0], p[0], p[0], p[1]]);
             }
         }
-        DynamicImage::ImageRgba8(im) => {
-            for p in im.as_raw().chunks_exact(4) {
-                data.extend_from_slice(&composite_on_white(p[0], p[1], p[2], p[3]));
+        DynamicImage::ImageRgb16(im) => {
+            for p in im.as_raw().chunks_exact(3) {
+                out.extend_from_slice(&[hi(p[0]), hi(p[1]), hi(p[2]), 255]);
             }
         }
-        // Pillow reads 16-bit PNG colour samples through its "RGB;16B"/"RGBA;16B"/"LA;16B"
-        // unpackers, which keep the high byte.
-        DynamicImage::ImageRgb16(im) => data.extend(im.as_raw().iter().map(|&v| (v >> 8) as u8)),
-        DynamicImage::ImageRgba16(im) => {
-            for p in im.as_raw().chunks_exact(4) {
-                let [r, g, b, a] = [p[0], p[1], p[2], p[3]].map(|v| (v >> 8) as u8);
-                data.extend_from_slice(&composite_on_white(r, g, b, a));
-            }
-        }
+        DynamicImage::ImageRgba16(im) => out.extend(im.as_raw().iter().map(|&v| hi(v))),
         DynamicImage::ImageLumaA16(im) => {
             for p in im.as_raw().chunks_exact(2) {
-                let (v, a) = ((p[0] >> 8) as u8, (p[1] >> 8) as u8);
-                data.extend_from_slice(&composite_on_white(v, v, v, a));
+                let v = hi(p[0]);
+                out.extend_from_slice(&[v, v, v, hi(p[1])]);
             }
         }
-        // 16-bit grey opens as Pillow's "I;16", whose conversion to RGB clips at 255.
         DynamicImage::ImageLuma16(im) => {
             for &v in im.as_raw() {
                 let v = v.min(255) as u8;
-                data.extend_from_slice(&[v, v, v]);
+                out.extend_from_slice(&[v, v, v, 255]);
             }
         }
-        other => {
-            // No enabled decoder produces other layouts; convert generically.
-            for p in other.to_rgba8().as_raw().chunks_exact(4) {
-                data.extend_from_slice(&composite_on_white(p[0], p[1], p[2], p[3]));
-            }
-        }
+        // No enabled decoder produces other layouts; convert generically.
+        other => out.extend_from_slice(other.to_rgba8().as_raw()),
     }
-    RgbImage {
-        width,
-        height,
-        data,
-    }
+    out
 }
 
 #[cfg(test)]

@@ -12,6 +12,6 @@ pub mod preprocess;
 pub mod resize;
 
 pub use anyres::{AnyresLayout, Resolution};
-pub use decode::{DecodedImage, RgbImage};
+pub use decode::{AlphaMode, DecodedImage, RgbImage};
 pub use error::VisionError;
-pub use preprocess::{ImageMode, PixelValues, PreprocessConfig, preprocess};
+pub use preprocess::{ImageMode, PixelValues, PreprocessConfig, preprocess, preprocess_image};

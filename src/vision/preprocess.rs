@@ -2,7 +2,7 @@
 //! (PIL backend) compute them. See docs/vision.md for the rules and where each comes from.
 
 use super::anyres::{AnyresLayout, Resolution};
-use super::decode::RgbImage;
+use super::decode::{AlphaMode, DecodedImage, RgbImage};
 use super::error::VisionError;
 use super::resize::{resize_bicubic, resize_bicubic_window};
 
@@ -29,6 +29,9 @@ pub struct PreprocessConfig {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub mode: ImageMode,
+    /// Transparency: composited onto white by transformers' processors (crop, anyres), dropped
+    /// by the original LLaVA (pad). See [`AlphaMode`].
+    pub alpha: AlphaMode,
 }
 
 /// Normalised pixel values, `[n_tiles][3][size][size]` (NCHW, as `pixel_values`).
@@ -90,7 +93,15 @@ impl PreprocessConfig {
     }
 }
 
-/// Preprocesses one image into its tiles of normalised pixel values.
+/// Preprocesses a decoded image: to RGB as `config.alpha` says, then [`preprocess`].
+pub fn preprocess_image(
+    image: &DecodedImage,
+    config: &PreprocessConfig,
+) -> Result<PixelValues, VisionError> {
+    preprocess(&image.to_rgb(config.alpha), config)
+}
+
+/// Preprocesses one RGB image into its tiles of normalised pixel values.
 pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Result<PixelValues, VisionError> {
     config.check()?;
     if image.width == 0 || image.height == 0 {
