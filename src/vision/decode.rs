@@ -8,6 +8,7 @@
 //!   with Pillow's integer `alpha_composite`;
 //! - the original LLaVA's `Image.open(f).convert("RGB")` (and llama.cpp's stb_image with 3
 //!   channels): alpha is dropped, the colour kept.
+//!
 //! Grey is replicated and palettes expanded as Pillow's `convert("RGB")` does.
 //! Pillow keeps only the high byte of 16-bit RGB(A) PNG samples and clips 16-bit grey (`I;16`)
 //! to 255 when converting to RGB; both are reproduced. EXIF orientation is not applied
