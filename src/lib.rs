@@ -9,7 +9,8 @@
 //! - [`npy`]: NumPy `.npy` files (dumps and reference outputs);
 //! - [`ops`]: the tensor operations models are built from (norms, rope, attention, activations);
 //! - [`model_file`]: typed metadata and shape-checked tensor views of a model file;
-//! - [`tokenizer`]: the SentencePiece-BPE tokenizer from GGUF metadata.
+//! - [`tokenizer`]: the SentencePiece-BPE tokenizer from GGUF metadata;
+//! - [`vision`]: images to embeddings (decoding, exact preprocessing, CLIP, connector).
 //!
 //! Reading one row of a tensor (the example in the README):
 //!
@@ -39,5 +40,6 @@ pub mod ops;
 pub mod quant;
 pub mod quantize;
 pub mod tokenizer;
+pub mod vision;
 
 pub use dtype::GgmlType;
