@@ -145,6 +145,22 @@ impl TensorStore {
         &self.bytes(tensor.file)[tensor.start..tensor.start + tensor.len]
     }
 
+    /// A whole tensor decoded to f32 (for tools and tests; the converter streams rows instead).
+    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, ConvertError> {
+        let t = self.get(name).ok_or_else(|| ConvertError::MissingTensor {
+            tensor: name.to_owned(),
+            hint: String::new(),
+        })?;
+        let mut out = vec![0f32; t.n_elements()];
+        t.dtype
+            .decode(self.data(t), &mut out)
+            .ok_or_else(|| ConvertError::Dtype {
+                tensor: name.to_owned(),
+                dtype: t.dtype.name().to_owned(),
+            })?;
+        Ok(out)
+    }
+
     /// Advises the kernel that pages of all maps will be read sequentially.
     pub fn advise_sequential(&self) {
         for (_, map) in &self.files {
