@@ -7,7 +7,8 @@
 //! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
 //! - [`ops`]: the tensor operations models are built from (norms, rope, attention, activations);
 //! - [`model_file`]: typed metadata and shape-checked tensor views of a model file;
-//! - [`tokenizer`]: the SentencePiece-BPE tokenizer from GGUF metadata.
+//! - [`tokenizer`]: the SentencePiece-BPE tokenizer from GGUF metadata;
+//! - [`llm`]: the LLaMA-family decoder and its sessions (KV cache, tokens or embeddings in).
 //!
 //! Reading one row of a tensor (the example in the README):
 //!
@@ -30,6 +31,7 @@
 pub mod dtype;
 pub mod gguf;
 pub mod kernels;
+pub mod llm;
 pub mod model_file;
 pub mod ops;
 pub mod quant;
