@@ -6,26 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use llava::gguf::{GgufError, GgufFile, GgufValue};
 use serde_json::{Value, json};
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("LLAVA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_root().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "the gguf-py cross-check needs a Python interpreter with the `gguf` and `numpy` packages, \
-         and {} does not exist: create one with `python3 -m venv .venv && .venv/bin/pip install \
-         gguf numpy` in the crate root, or point LLAVA_PYTHON at one",
-        python.display()
-    );
-    python
-}
 
 /// Runs tools/gguf_crosscheck.py with `args`; returns its stdout.
 fn crosscheck(args: &[&str]) -> String {

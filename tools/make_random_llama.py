@@ -6,6 +6,11 @@ file, so the result loads in llama.cpp and in llava-rs like a real checkpoint. W
 gaussian noise (std 0.02), written one tensor at a time: memory stays at one tensor's worth, so
 the 13 GB 7B file is fine on a small machine.
 
+`--scales fixture` draws weights as the test fixtures do (tools/make_fixtures.py): matrices with
+std 1/sqrt(fan_in), norms 1 + 0.2·N(0, 1), embeddings std 1, so activations keep their size
+through the layers and the logits are peaked (greedy decoding is then a meaningful comparison
+between two runtimes). The default, `--scales small`, is std 0.02 everywhere.
+
     tools/make_random_llama.py --preset llava-1.5-7b models/local/llava-1.5-7b-random-f16.gguf
     tools/make_random_llama.py --preset tiny /tmp/tiny-f16.gguf
 
@@ -71,6 +76,8 @@ def main():
     ap.add_argument("--preset", choices=sorted(PRESETS), default="llava-1.5-7b")
     ap.add_argument("--vocab", type=Path, default=DEFAULT_VOCAB, help="GGUF file to take the tokenizer from")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scales", choices=["small", "fixture"], default="small",
+                    help="weight scales: 0.02 everywhere, or the fixtures' 1/sqrt(fan_in)")
     args = ap.parse_args()
 
     p = PRESETS[args.preset]
@@ -82,7 +89,7 @@ def main():
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_name(args.output.name + ".tmp")
     w = gguf.GGUFWriter(str(tmp), "llama")
-    w.add_name(f"random {args.preset} (seed {args.seed})")
+    w.add_name(f"random {args.preset} (seed {args.seed}, {args.scales} scales)")
     w.add_block_count(p["n_layer"])
     w.add_context_length(4096)
     w.add_embedding_length(p["n_embd"])
@@ -116,15 +123,23 @@ def main():
     rng = np.random.default_rng(args.seed)
     total = len(plan)
     for i, (name, shape, is_norm) in enumerate(plan):
+        fixture = args.scales == "fixture"
         if is_norm:
-            data = (1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
+            spread = 0.2 if fixture else 0.1
+            data = (1.0 + spread * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
         else:
+            if not fixture:
+                std = 0.02
+            elif name == "token_embd.weight":
+                std = 1.0
+            else:
+                std = 1.0 / np.sqrt(shape[1])
             data = np.empty(shape, dtype=np.float16)
             # Row chunks keep the f32 scratch small for the big matrices.
             step = max(1, (1 << 24) // shape[1])
             for r in range(0, shape[0], step):
                 chunk = rng.standard_normal((min(step, shape[0] - r), shape[1]), dtype=np.float32)
-                data[r : r + step] = (0.02 * chunk).astype(np.float16)
+                data[r : r + step] = (std * chunk).astype(np.float16)
         w.write_tensor_data(data)
         print(f"[{i + 1}/{total}] {name} {list(shape)}", file=sys.stderr, flush=True)
         del data

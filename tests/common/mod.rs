@@ -116,6 +116,21 @@ pub fn crate_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Python interpreter for the cross-checks (`gguf`, `numpy` and the packages tools/test.sh
+/// installs): `LLAVA_PYTHON`, by default `.venv/bin/python` under the crate root.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("LLAVA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_root().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "the Python cross-checks need an interpreter with the `gguf` and `numpy` packages, \
+         and {} does not exist: run tools/test.sh (it creates .venv), or point LLAVA_PYTHON at one",
+        python.display()
+    );
+    python
+}
+
 /// One value of every type, arrays of every element type, nested and empty arrays.
 pub fn every_value() -> Vec<(&'static str, GgufValue)> {
     let nested = GgufArray::new(

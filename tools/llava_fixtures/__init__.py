@@ -1,0 +1,1 @@
+"""The LLaVA fixture builders behind tools/make_fixtures.py (see tests/fixtures/README.md)."""
