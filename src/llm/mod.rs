@@ -47,6 +47,15 @@ pub enum LlmError {
         needed: usize,
         n_ctx: usize,
     },
+    #[error(
+        "the prompt is {n_prompt} positions long but the context holds {n_ctx} ({n_past} already \
+         used): raise -c (--ctx-size) or shorten the prompt"
+    )]
+    PromptTooLong {
+        n_past: usize,
+        n_prompt: usize,
+        n_ctx: usize,
+    },
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
     BadToken { id: u32, n_vocab: usize },
     #[error("a KV cache for a context of {n_ctx} needs {bytes} bytes, more than can be allocated")]
