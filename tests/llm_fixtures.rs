@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use llava::convert::{ConvertOptions, OutType, convert};
 use llava::llm::{CacheType, LlamaModel, Output, Session};
 use llava::npy;
+use llava::prompt::{self, IMAGE_MARKER, Prompt};
 use llava::quantize::{LlamaFileType, QuantizeOptions, quantize_file};
 use llava::tokenizer::Tokenizer;
 use serde_json::Value;
@@ -148,6 +149,56 @@ fn greedy(s: &mut Session<'_>, last_logits: &[f32], n: usize) -> Vec<i32> {
     out
 }
 
+/// The image hook: the case's prompt text with its `<image>` markers, each replaced by that
+/// image's reference embeddings through `Prompt::with_images` and `eval_prompt`, gives the
+/// processor's token ids around the images and the reference last logits.
+fn check_prompt_assembly(model: &LlamaModel, tokenizer: &Tokenizer, fixture: &str, case: &Case) {
+    let d = model.config().n_embd;
+    // One run of image tokens per image, in order.
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < case.input_ids.len() {
+        let n = case.input_ids[i..]
+            .iter()
+            .take_while(|&&t| t == IMAGE_TOKEN)
+            .count();
+        if n > 0 {
+            runs.push(n);
+            i += n;
+        } else {
+            i += 1;
+        }
+    }
+    let mut images = Vec::new();
+    let mut row = 0;
+    for n in runs {
+        images.push((case.image_embeds[row * d..(row + n) * d].to_vec(), n));
+        row += n;
+    }
+    let prompt = Prompt::with_images(&case.prompt, IMAGE_MARKER, images).unwrap();
+    let mut s = model.session(512, CacheType::F32).unwrap();
+    let out = prompt::eval_prompt(&mut s, tokenizer, &prompt, true, false).unwrap();
+    let text_ids: Vec<i32> = case
+        .input_ids
+        .iter()
+        .copied()
+        .filter(|&t| t != IMAGE_TOKEN)
+        .collect();
+    let ours: Vec<i32> = out.tokens.iter().map(|&t| t as i32).collect();
+    assert_eq!(
+        ours, text_ids,
+        "{fixture}/{}: prompt tokens around the images",
+        case.name
+    );
+    assert_eq!(out.n_positions, case.input_ids.len());
+    let err = rel_err(out.last_logits(model.config().n_vocab), &case.logits.1);
+    assert!(
+        err < TOL,
+        "{fixture}/{}: assembled prompt logits {err}",
+        case.name
+    );
+}
+
 fn convert_fixture(fixture: &str, outdir: &Path, outtype: OutType) -> PathBuf {
     let mut opts = ConvertOptions::new(fixtures().join(format!("llava/{fixture}")), outdir);
     opts.outtype = outtype;
@@ -195,7 +246,9 @@ fn check_fixture(fixture: &str) {
             case.name
         );
         assert_eq!(g, case.greedy, "{fixture}/{}: greedy tokens", case.name);
-        if !case.has_images {
+        if case.has_images {
+            check_prompt_assembly(&model, &tokenizer, fixture, case);
+        } else {
             let ids: Vec<i32> = tokenizer
                 .encode(&case.prompt, true, true)
                 .iter()
