@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::chat::ChatTemplate;
 use crate::generate::{Generated, StopReason, generate};
-use crate::llm::{LlmError, Session};
+use crate::llm::{LlmError, Session, Trace};
 use crate::npy;
 use crate::prompt::{IMAGE_MARKER, Prompt, PromptEval, eval_prompt};
 use crate::sampler::Sampler;
@@ -26,6 +26,9 @@ pub struct ChatOptions {
     pub stop: Vec<String>,
     /// Keep the logits of every prompt position (for [`Turn::write_dump`]).
     pub all_logits: bool,
+    /// Intermediate tensors to capture during the prompt (llama.cpp's names, e.g. `l_out-1`;
+    /// see [`crate::llm::trace`]); written by [`Turn::write_dump`] as `<name>.npy`.
+    pub trace: Vec<String>,
 }
 
 /// Durations of a turn.
@@ -54,6 +57,8 @@ pub struct Turn {
     pub prompt: PromptEval,
     pub generated: Generated,
     pub timings: Timings,
+    /// The intermediates captured during the prompt, if any were asked for.
+    pub trace: Option<Trace>,
 }
 
 impl Turn {
@@ -75,6 +80,17 @@ impl Turn {
         .map_err(io)?;
         let generated: Vec<i32> = self.generated.tokens.iter().map(|&t| t as i32).collect();
         npy::write(dir.join("generated.npy"), &[generated.len()], &generated).map_err(io)?;
+        if let Some(trace) = &self.trace {
+            let mut names: Vec<&str> = trace.tensors.iter().map(|t| t.name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                if let Some((data, cols)) = trace.get(name) {
+                    let path = dir.join(format!("{name}.npy"));
+                    npy::write(path, &[data.len() / cols.max(1), cols], &data).map_err(io)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -138,6 +154,10 @@ impl<'m> Chat<'m> {
         } else {
             Prompt::with_images(&text, IMAGE_MARKER, images)?
         };
+        if !self.options.trace.is_empty() {
+            self.session
+                .set_trace(Some(Trace::new(self.options.trace.clone())));
+        }
         let started = Instant::now();
         let evaluated = eval_prompt(
             &mut self.session,
@@ -160,6 +180,7 @@ impl<'m> Chat<'m> {
             e => e,
         })?;
         let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let trace = self.session.take_trace();
         for &t in &evaluated.tokens {
             self.sampler.accept(t);
         }
@@ -195,6 +216,7 @@ impl<'m> Chat<'m> {
             },
             prompt: evaluated,
             generated,
+            trace,
         })
     }
 

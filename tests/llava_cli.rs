@@ -81,6 +81,10 @@ fn greedy_generation_and_dump_match_transformers() {
         "f32",
         "--dump",
         dump.to_str().unwrap(),
+        "--dump-tensor",
+        "result_norm",
+        "--dump-tensor",
+        "l_out-1",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -104,6 +108,15 @@ fn greedy_generation_and_dump_match_transformers() {
     assert_eq!(
         generated.data,
         npy::read::<i32>(file(&case, "greedy")).unwrap().data
+    );
+    // Traced intermediates: the final norm equals the reference hidden states.
+    let hidden = npy::read::<f32>(dump.join("result_norm.npy")).unwrap();
+    let want = npy::read::<f32>(file(&case, "hidden")).unwrap();
+    assert_eq!(hidden.shape, want.shape);
+    assert!(rel_err(&hidden.data, &want.data) < 1e-4);
+    assert_eq!(
+        npy::read::<f32>(dump.join("l_out-1.npy")).unwrap().shape,
+        want.shape
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.trim(), case["greedy_text"].as_str().unwrap().trim());

@@ -100,6 +100,11 @@ struct GenerateArgs {
     /// Write tokens.npy, logits.npy (every prompt position) and generated.npy here.
     #[arg(long = "dump")]
     dump: Option<PathBuf>,
+    /// With --dump, also write this intermediate of the prompt as NAME.npy (llama.cpp's names:
+    /// attn_norm-0, Qcur-0, Kcur-0, Vcur-0, kqv_out-0, attn_out-0, ffn_inp-0, ffn_norm-0,
+    /// ffn_out-0, l_out-0, inp_embd, result_norm, result_output; repeatable).
+    #[arg(long = "dump-tensor", requires = "dump")]
+    dump_tensor: Vec<String>,
     /// KV cache type: f16 or f32.
     #[arg(long = "cache-type", default_value = "f16")]
     cache_type: String,
@@ -201,6 +206,7 @@ fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
         n_predict: args.n_predict,
         stop: args.stop.clone(),
         all_logits: args.dump.is_some(),
+        trace: args.dump_tensor.clone(),
     };
     let mut chat = Chat::new(session, &tokenizer, sampler, options);
 
