@@ -126,10 +126,19 @@ fn old_file_without_projector_type_reads_as_mlp() {
     }
 }
 
+type Breakage = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<(&'static str, GgufValue)>,
+    &'static str,
+);
+
 #[test]
 fn broken_mmproj_files_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, &str, &str, Option<(&str, GgufValue)>, &str)> = vec![
+    // (file, key left out, tensor left out, key replaced, expected in the message)
+    let cases: Vec<Breakage> = vec![
         ("no_q.gguf", "", "v.blk.1.attn_q.weight", None, "block 2"),
         ("no_mm0.gguf", "", "mm.0.weight", None, "mm.0.weight"),
         (
