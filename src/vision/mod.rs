@@ -8,7 +8,8 @@
 //! - [`clip`]: the CLIP ViT tower up to the feature layer;
 //! - [`connector`]: the projector into the language model's space (mlp2x_gelu, linear);
 //! - [`pack`]: LLaVA-NeXT's tile reassembly, unpadding and row newlines;
-//! - [`model`]: [`ClipModel`], image file to [`ImageEmbeddings`].
+//! - [`model`]: [`ClipModel`], image file to [`ImageEmbeddings`];
+//! - [`prompt`]: `<image>` markers in a prompt, the tokens around them, placeholder ids.
 
 pub mod anyres;
 pub mod clip;
@@ -19,6 +20,7 @@ pub mod hparams;
 pub mod model;
 pub mod pack;
 pub mod preprocess;
+pub mod prompt;
 pub mod resize;
 pub mod weights;
 
@@ -28,3 +30,4 @@ pub use error::VisionError;
 pub use hparams::{ClipHparams, Projector};
 pub use model::{ClipModel, EncodedImage, ImageEmbeddings};
 pub use preprocess::{ImageMode, PixelValues, PreprocessConfig, preprocess, preprocess_image};
+pub use prompt::{IMAGE_MARKER, PromptPiece, expand_ids, image_placeholder_id, split_prompt};
