@@ -191,3 +191,24 @@ fn broken_mmproj_files_name_the_problem() {
         );
     }
 }
+
+#[test]
+fn image_cache_encodes_a_file_once() {
+    let model = ClipModel::open(legacy()).unwrap();
+    let mut cache = llava::vision::ImageCache::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("img.png");
+    std::fs::copy(fixtures().join("images/wide-97x61.png"), &path).unwrap();
+    let (a, cached_a) = cache.get_or_encode(&model, &path).unwrap();
+    let (b, cached_b) = cache.get_or_encode(&model, &path).unwrap();
+    assert!(!cached_a && cached_b && a == b && cache.len() == 1);
+    // A different file at the same path is encoded again.
+    std::fs::copy(fixtures().join("images/banner-150x40.png"), &path).unwrap();
+    let (c, cached_c) = cache.get_or_encode(&model, &path).unwrap();
+    assert!(!cached_c && c != a);
+    assert!(
+        cache
+            .get_or_encode(&model, dir.path().join("missing.png"))
+            .is_err()
+    );
+}

@@ -9,9 +9,11 @@
 //! - [`connector`]: the projector into the language model's space (mlp2x_gelu, linear);
 //! - [`pack`]: LLaVA-NeXT's tile reassembly, unpadding and row newlines;
 //! - [`model`]: [`ClipModel`], image file to [`ImageEmbeddings`];
+//! - [`cache`]: encoded images kept for reuse in a chat;
 //! - [`prompt`]: `<image>` markers in a prompt, the tokens around them, placeholder ids.
 
 pub mod anyres;
+pub mod cache;
 pub mod clip;
 pub mod connector;
 pub mod decode;
@@ -25,6 +27,7 @@ pub mod resize;
 pub mod weights;
 
 pub use anyres::{AnyresLayout, Resolution};
+pub use cache::ImageCache;
 pub use decode::{AlphaMode, DecodedImage, RgbImage};
 pub use error::VisionError;
 pub use hparams::{ClipHparams, Projector};
