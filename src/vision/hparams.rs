@@ -222,6 +222,30 @@ pub fn preprocess_config(
         },
         other => return Err(bad_value(file, key, other, "expected crop, pad or anyres")),
     };
+    // LLaVA-NeXT's packing is `spatial_unpad` (unpadding + row newlines); the other merge types
+    // of the original code (flat, spatial without unpad) are not implemented.
+    let merge_key = "clip.vision.mm_patch_merge_type";
+    if let ImageMode::Anyres { .. } = mode
+        && let Some(merge) = optional::<String>(file, merge_key)?
+        && merge != "spatial_unpad"
+    {
+        return Err(bad_value(
+            file,
+            merge_key,
+            merge,
+            "only spatial_unpad is supported with anyres",
+        ));
+    }
+    if let Some(filter) = optional::<String>(file, "llava.preprocess.resize_filter")?
+        && filter != "bicubic"
+    {
+        return Err(bad_value(
+            file,
+            "llava.preprocess.resize_filter",
+            filter,
+            "only bicubic (PIL's resample 3) is implemented",
+        ));
+    }
     let alpha = if mode == ImageMode::Pad {
         AlphaMode::Drop
     } else {
