@@ -16,6 +16,10 @@ const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 #[allow(clippy::excessive_precision)]
 const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
 
+/// The largest CLIP input side accepted from a file (real towers use 224..448): bounds the
+/// tile buffers a hostile file could ask for.
+pub const MAX_IMAGE_SIZE: usize = 4096;
+
 /// The connector between CLIP and the language model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Projector {
@@ -91,6 +95,14 @@ impl ClipHparams {
         let n_heads: usize = required(file, "clip.vision.attention.head_count")?;
         let eps: f32 = required(file, "clip.vision.attention.layer_norm_epsilon")?;
         let block_count: usize = required(file, "clip.vision.block_count")?;
+        if image_size > MAX_IMAGE_SIZE {
+            return Err(bad_value(
+                file,
+                "clip.vision.image_size",
+                image_size,
+                format!("more than {MAX_IMAGE_SIZE}"),
+            ));
+        }
         if patch_size == 0 || image_size == 0 || !image_size.is_multiple_of(patch_size) {
             return Err(bad_value(
                 file,
