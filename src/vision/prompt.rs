@@ -58,11 +58,9 @@ pub fn split_prompt(
         } else {
             Vec::new()
         };
-        if i == 0 {
-            tokenizer.encode_into(text, true, &mut tokens);
-        } else {
-            encode_after_special(tokenizer, text, &mut tokens);
-        }
+        // Text after an image continues the prompt: the tokenizer's own rule for text after a
+        // special token applies (no dummy prefix in Hugging Face style).
+        tokenizer.encode_into(text, true, i == 0, &mut tokens);
         if i > 0 {
             pieces.push(PromptPiece::Image(i - 1));
         }
@@ -71,28 +69,6 @@ pub fn split_prompt(
         }
     }
     Ok(pieces)
-}
-
-/// Appends the tokens of `text` as they come after a special token: encoded behind a special
-/// token the tokenizer recognises (`<image>` itself if the vocabulary has it, else BOS), which is
-/// then removed, so the tokenizer's own rule for the space prefix applies.
-fn encode_after_special(tokenizer: &Tokenizer, text: &str, out: &mut Vec<u32>) {
-    if text.is_empty() {
-        return;
-    }
-    let anchor = tokenizer
-        .token_id(IMAGE_MARKER)
-        .or_else(|| tokenizer.bos())
-        .and_then(|id| tokenizer.piece(id).map(|p| (id, p.to_owned())));
-    if let Some((id, piece)) = anchor {
-        let mut tokens = Vec::new();
-        tokenizer.encode_into(&format!("{piece}{text}"), true, &mut tokens);
-        if tokens.first() == Some(&id) {
-            out.extend_from_slice(&tokens[1..]);
-            return;
-        }
-    }
-    tokenizer.encode_into(text, true, out);
 }
 
 /// The id that stands for an image position in token lists (dumps, `tokens.npy`): the
