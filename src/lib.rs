@@ -5,6 +5,7 @@
 //! - [`gguf`]: reading (mmap, zero-copy, validated) and writing (streaming, atomic) GGUF files;
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
 //! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
+//! - [`bench`]: `llava bench`, throughput in the manner of `llama-bench`;
 //! - [`convert`]: the `llava-convert` pipeline (Hugging Face LLaVA checkpoints → LLM + mmproj GGUF);
 //! - [`npy`]: NumPy `.npy` files (dumps and reference outputs);
 //! - [`ops`]: the tensor operations models are built from (norms, rope, attention, activations);
@@ -33,6 +34,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 pub mod chat;
 pub mod chat_session;
 pub mod convert;

@@ -1,7 +1,7 @@
 //! `llava`: command-line front end of llava-rs. All logic lives in the library.
 //!
 //! `llava -m MODEL.gguf -p "..."` generates (llama.cpp's flags); `llava inspect FILE` lists a
-//! GGUF file. See docs/cli.md.
+//! GGUF file; `llava bench` measures throughput. See docs/cli.md.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ use llava::gguf::{GgufFile, inspect};
 use llava::llm::{CacheType, LlamaModel};
 use llava::sampler::{Sampler, SamplerParams};
 use llava::tokenizer::{SpaceStyle, Tokenizer};
+
+#[path = "llava/bench.rs"]
+mod bench;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +47,8 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Throughput of prompt processing, generation and image encoding, as llama-bench measures it.
+    Bench(bench::BenchArgs),
 }
 
 /// Generation (the default mode), with llama.cpp's flag names.
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Inspect { file, json, full }) => run_inspect(&file, json, full),
+        Some(Command::Bench(args)) => bench::run(&args),
         None => run_generate(&cli.generate),
     };
     match result {
