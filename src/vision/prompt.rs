@@ -61,3 +61,52 @@ pub fn prompt_ids(tokenizer: &Tokenizer, prompt: &Prompt, placeholder: u32) -> V
     }
     ids
 }
+
+/// A user message with its images' markers: unchanged when it has `<image>` markers, else one
+/// `<image>\n` per image before the text (the form LLaVA was trained on and the processors'
+/// chat templates render; llama.cpp also puts the image first).
+pub fn message_with_image_markers(message: &str, n_images: usize) -> String {
+    if n_images == 0 || message.contains(IMAGE_MARKER) {
+        return message.to_owned();
+    }
+    format!("{}{message}", format!("{IMAGE_MARKER}\n").repeat(n_images))
+}
+
+/// `--dump` for a prompt with images: `image_embeds.npy` (f32 [n_image_tokens, n_embd], all
+/// images in prompt order) and `tokens.npy` (int32 prompt ids with each image expanded to its
+/// placeholder ids, replacing the text-only list), in `dir`.
+pub fn write_image_dump(
+    dir: &std::path::Path,
+    tokenizer: &Tokenizer,
+    prompt_text: &str,
+    images: &[&ImageEmbeddings],
+) -> Result<(), VisionError> {
+    let io = |e: crate::npy::NpyError| VisionError::Config(format!("--dump: {e}"));
+    std::fs::create_dir_all(dir).map_err(|source| VisionError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let prompt = prompt_with_images(prompt_text, images)?;
+    let ids: Vec<i32> = prompt_ids(tokenizer, &prompt, image_placeholder_id(tokenizer))
+        .iter()
+        .map(|&t| t as i32)
+        .collect();
+    crate::npy::write(dir.join("tokens.npy"), &[ids.len()], &ids).map_err(io)?;
+    let n_embd = images.first().map_or(0, |e| e.n_embd);
+    let mut data = Vec::new();
+    for e in images {
+        if e.n_embd != n_embd {
+            return Err(VisionError::Config(
+                "images of different embedding widths".into(),
+            ));
+        }
+        data.extend_from_slice(&e.data);
+    }
+    crate::npy::write(
+        dir.join("image_embeds.npy"),
+        &[data.len() / n_embd.max(1), n_embd],
+        &data,
+    )
+    .map_err(io)?;
+    Ok(())
+}
