@@ -268,3 +268,29 @@ fn jpeg_end_to_end_difference_is_small() {
         "pixels {max_px}, embeds {embeds}"
     );
 }
+
+/// `--image-aspect pad` on the llava-hf (crop) mmproj: the same weights as llava15-orig, so
+/// its embeddings must be the original layout's references (pad, alpha dropped).
+#[test]
+fn image_aspect_override_pad_gives_the_original_layouts_embeddings() {
+    use llava::vision::ImageMode;
+    let mut fx = load("llava15-hf", None);
+    let pad = fx.model.preprocess_config().with_mode(ImageMode::Pad);
+    fx.model.set_preprocess_config(pad);
+    let orig = fixtures().join("llava/llava15-orig.ref");
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(orig.join("cases.json")).unwrap()).unwrap();
+    let mut n = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let Some(path) = case["images"].get(0).and_then(|p| p.as_str()) else {
+            continue;
+        };
+        let image = DecodedImage::open(fixtures().join(path)).unwrap();
+        let got = fx.model.encode_image(&image).unwrap();
+        let want = read_f32(&orig, case, "image_embeds");
+        let err = rel_err(&got.data, &want.data);
+        assert!(err < TOLERANCE, "{}: {err}", case["name"]);
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}

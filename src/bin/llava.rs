@@ -15,6 +15,9 @@ use llava::gguf::{GgufFile, inspect};
 use llava::llm::{CacheType, LlamaModel};
 use llava::sampler::{Sampler, SamplerParams};
 use llava::tokenizer::{SpaceStyle, Tokenizer};
+use llava::vision::{
+    ClipModel, ImageCache, ImageEmbeddings, ImageMode, message_with_image_markers, write_image_dump,
+};
 
 #[path = "llava/bench.rs"]
 mod bench;
@@ -119,6 +122,17 @@ struct GenerateArgs {
     /// Print the rendered prompt and its tokens on stderr.
     #[arg(long = "verbose-prompt")]
     verbose_prompt: bool,
+    /// The vision encoder + projector (mmproj) GGUF file, for images.
+    #[arg(long = "mmproj")]
+    mmproj: Option<PathBuf>,
+    /// An image for the prompt (repeatable; each goes at an `<image>` in the prompt, in order,
+    /// or before the text if there is none). In `-i`, `/image PATH` adds one to the next message.
+    #[arg(long = "image", requires = "mmproj")]
+    image: Vec<PathBuf>,
+    /// LLaVA-1.5 image preparation: pad (to a square with the mean colour) or crop (resize and
+    /// centre-crop); default from the mmproj.
+    #[arg(long = "image-aspect", requires = "mmproj")]
+    image_aspect: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -215,6 +229,9 @@ fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
         trace: args.dump_tensor.clone(),
     };
     let mut chat = Chat::new(session, &tokenizer, sampler, options);
+    let vision = load_vision(args)?;
+    let mut image_cache = ImageCache::new();
+    let mut pending_images: Vec<PathBuf> = args.image.clone();
 
     let mut first = true;
     let stdin = std::io::stdin();
@@ -228,16 +245,38 @@ fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
                 }
                 eprint!("\n> ");
                 match lines.next() {
+                    Some(Ok(line)) if line.trim_start().starts_with("/image ") => {
+                        let path = line.trim_start()["/image ".len()..].trim();
+                        if vision.is_none() {
+                            eprintln!("llava: /image needs --mmproj");
+                        } else {
+                            pending_images.push(PathBuf::from(path));
+                        }
+                        continue;
+                    }
                     Some(Ok(line)) if !line.trim().is_empty() => line,
                     Some(Err(e)) => return Err(format!("reading stdin: {e}")),
                     _ => break,
                 }
             }
         };
-        let turn = run_turn(&mut chat, &tokenizer, &message, args)?;
+        let images = match &vision {
+            Some(clip) => {
+                encode_images(clip, &mut image_cache, &std::mem::take(&mut pending_images))?
+            }
+            None => Vec::new(),
+        };
+        let message = message_with_image_markers(&message, images.len());
+        let turn = run_turn(&mut chat, &tokenizer, &message, &images, args)?;
         if first && let Some(dir) = &args.dump {
             turn.write_dump(dir, model.config().n_vocab)
                 .map_err(|e| e.to_string())?;
+            if !images.is_empty() {
+                let refs: Vec<&ImageEmbeddings> = images.iter().map(|e| e.as_ref()).collect();
+                write_image_dump(dir, &tokenizer, &turn.prompt_text, &refs)
+                    .map_err(|e| e.to_string())?;
+                eprintln!("llava: wrote image_embeds.npy (tokens.npy with image placeholders)");
+            }
             eprintln!(
                 "llava: wrote tokens.npy, logits.npy, generated.npy to {}",
                 dir.display()
@@ -256,6 +295,7 @@ fn run_turn(
     chat: &mut Chat<'_>,
     tokenizer: &Tokenizer,
     message: &str,
+    images: &[std::sync::Arc<ImageEmbeddings>],
     args: &GenerateArgs,
 ) -> Result<Turn, String> {
     if args.verbose_prompt {
@@ -268,8 +308,10 @@ fn run_turn(
             broken_pipe = true;
         }
     };
-    // Images: the vision side passes projected embeddings here, one per `<image>` marker.
-    let images = Vec::new();
+    let images = images
+        .iter()
+        .map(|e| (e.data.clone(), e.n_tokens))
+        .collect();
     let turn = chat
         .turn(message, images, &mut print)
         .map_err(|e| e.to_string())?;
@@ -297,6 +339,62 @@ fn run_turn(
         t.generation_tokens_per_s()
     );
     Ok(turn)
+}
+
+/// The mmproj of `--mmproj`, with `--image-aspect` applied.
+fn load_vision(args: &GenerateArgs) -> Result<Option<ClipModel>, String> {
+    let Some(path) = &args.mmproj else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let mut clip = ClipModel::open(path).map_err(|e| e.to_string())?;
+    if let Some(aspect) = &args.image_aspect {
+        let mode = match aspect.as_str() {
+            "pad" => ImageMode::Pad,
+            "crop" => ImageMode::Crop,
+            other => return Err(format!("--image-aspect {other:?}: expected pad or crop")),
+        };
+        if matches!(clip.preprocess_config().mode, ImageMode::Anyres { .. }) {
+            return Err(
+                "--image-aspect applies to LLaVA-1.5 mmproj files, not anyres (NeXT)".into(),
+            );
+        }
+        clip.set_preprocess_config(clip.preprocess_config().with_mode(mode));
+    }
+    let h = clip.hparams();
+    eprintln!(
+        "llava: vision {} px / {} patch, {} blocks, {} wide -> {}; images: {:?}; load {:.0} ms",
+        h.image_size,
+        h.patch_size,
+        h.n_blocks,
+        h.n_embd,
+        clip.n_embd(),
+        clip.preprocess_config().mode,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(Some(clip))
+}
+
+/// Encodes the images of one message (cached by file), printing the encode time.
+fn encode_images(
+    clip: &ClipModel,
+    cache: &mut ImageCache,
+    paths: &[PathBuf],
+) -> Result<Vec<std::sync::Arc<ImageEmbeddings>>, String> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let (images, cached) = cache
+        .get_or_encode_all(clip, paths)
+        .map_err(|e| e.to_string())?;
+    let n_tokens: usize = images.iter().map(|e| e.n_tokens).sum();
+    eprintln!(
+        "llava: image encode {} image(s), {n_tokens} tokens in {:.0} ms ({cached} cached)",
+        images.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(images)
 }
 
 fn run_inspect(path: &Path, json: bool, full: bool) -> Result<(), String> {

@@ -54,6 +54,22 @@ impl ImageCache {
         Ok((e, false))
     }
 
+    /// The embeddings of every file in `paths`, in order, and how many came from the cache.
+    pub fn get_or_encode_all(
+        &mut self,
+        model: &ClipModel,
+        paths: &[impl AsRef<Path>],
+    ) -> Result<(Vec<Arc<ImageEmbeddings>>, usize), VisionError> {
+        let mut out = Vec::with_capacity(paths.len());
+        let mut cached = 0;
+        for p in paths {
+            let (e, hit) = self.get_or_encode(model, p)?;
+            cached += usize::from(hit);
+            out.push(e);
+        }
+        Ok((out, cached))
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -33,4 +33,7 @@ pub use error::VisionError;
 pub use hparams::{ClipHparams, Projector};
 pub use model::{ClipModel, EncodedImage, ImageEmbeddings};
 pub use preprocess::{ImageMode, PixelValues, PreprocessConfig, preprocess, preprocess_image};
-pub use prompt::{IMAGE_MARKER, PromptPiece, expand_ids, image_placeholder_id, split_prompt};
+pub use prompt::{
+    IMAGE_MARKER, image_placeholder_id, message_with_image_markers, prompt_ids, prompt_with_images,
+    write_image_dump,
+};

@@ -55,6 +55,21 @@ impl PixelValues {
 }
 
 impl PreprocessConfig {
+    /// The same settings with another mode (`--image-aspect`), transparency handled as that
+    /// mode's reference does (pad: dropped, as the original LLaVA; otherwise composited).
+    pub fn with_mode(&self, mode: ImageMode) -> Self {
+        let alpha = if mode == ImageMode::Pad {
+            AlphaMode::Drop
+        } else {
+            AlphaMode::CompositeOnWhite
+        };
+        Self {
+            mode,
+            alpha,
+            ..self.clone()
+        }
+    }
+
     /// The number of image tokens an image of `height` x `width` becomes.
     pub fn n_tokens(&self, height: usize, width: usize) -> Result<usize, VisionError> {
         match &self.mode {
