@@ -207,10 +207,10 @@ pub fn load(dir: &Path, vocab_size: u32, config: &[&JsonObject]) -> Result<Vocab
     let special_id = |typ: &str| -> Option<u32> {
         if let (Some(added), Some(tc)) = (&json_added, &tok_config)
             && let Some(text) = tc.get(&format!("{typ}_token")).and_then(token_text)
+            && let Some(&(_, id)) = added.iter().find(|(c, _)| c == text)
+            && id < n as u64
         {
-            if let Some(&(_, id)) = added.iter().find(|(c, _)| c == text) {
-                return (id < n as u64).then_some(id as u32);
-            }
+            return Some(id as u32);
         }
         let id_key = format!("{typ}_token_id");
         config
