@@ -600,3 +600,48 @@ fn llm_equals_llama_cpp_convert_hf_to_gguf_output() {
         assert_eq!(our_keys, their_keys, "{name} {outtype}: metadata");
     }
 }
+
+/// With a tokenizer.json, special ids follow gguf-py's SpecialVocab: the token strings of
+/// tokenizer_config.json resolved among tokenizer.json's added tokens win over config.json's
+/// ids (checked against gguf-py itself by the crosscheck script).
+#[test]
+fn special_ids_follow_gguf_py_with_a_tokenizer_json() {
+    let dir = temp_dir();
+    let model = dir.path().join("llava15-hf");
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(fixture("llava15-hf")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let tc_path = model.join("tokenizer_config.json");
+    let mut tc: Value = serde_json::from_slice(&std::fs::read(&tc_path).unwrap()).unwrap();
+    tc["pad_token"] = Value::from("<image>");
+    std::fs::write(&tc_path, serde_json::to_vec(&tc).unwrap()).unwrap();
+    let added: Vec<Value> = [(0, "<unk>"), (1, "<s>"), (2, "</s>"), (32000, "<image>")]
+        .iter()
+        .map(|(id, c)| serde_json::json!({"id": id, "content": c, "special": true}))
+        .collect();
+    let tokenizer_json = serde_json::json!({"added_tokens": added, "model": {"type": "BPE"}});
+    std::fs::write(model.join("tokenizer.json"), tokenizer_json.to_string()).unwrap();
+
+    let mut options = ConvertOptions::new(&model, dir.path().join("out"));
+    options.outtype = OutType::F16;
+    let out = convert(&options).unwrap();
+    let llm = GgufFile::open(&out.llm_path).unwrap();
+    assert_eq!(u32_key(&llm, "tokenizer.ggml.padding_token_id"), 32000);
+    assert_eq!(u32_key(&llm, "tokenizer.ggml.unknown_token_id"), 0);
+    assert_eq!(u32_key(&llm, "tokenizer.ggml.bos_token_id"), 1);
+
+    let result = Command::new(python())
+        .arg(crate_root().join("tools/convert_crosscheck.py"))
+        .arg(&model)
+        .arg(&out.llm_path)
+        .arg(&out.mmproj_path)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
