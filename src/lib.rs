@@ -10,6 +10,9 @@
 //! - [`ops`]: the tensor operations models are built from (norms, rope, attention, activations);
 //! - [`model_file`]: typed metadata and shape-checked tensor views of a model file;
 //! - [`tokenizer`]: the SentencePiece-BPE tokenizer from GGUF metadata;
+//! - [`llm`]: the LLaMA-family decoder and its sessions (KV cache, tokens or embeddings in);
+//! - [`prompt`], [`sampler`], [`generate`], [`chat`]: prompts of text and image embeddings,
+//!   sampling, generation with stop strings, chat templates;
 //! - [`vision`]: images to embeddings (decoding, exact preprocessing, CLIP, connector).
 //!
 //! Reading one row of a tensor (the example in the README):
@@ -30,15 +33,21 @@
 //! # }
 //! ```
 
+pub mod chat;
+pub mod chat_session;
 pub mod convert;
 pub mod dtype;
+pub mod generate;
 pub mod gguf;
 pub mod kernels;
+pub mod llm;
 pub mod model_file;
 pub mod npy;
 pub mod ops;
+pub mod prompt;
 pub mod quant;
 pub mod quantize;
+pub mod sampler;
 pub mod tokenizer;
 pub mod vision;
 

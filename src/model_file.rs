@@ -331,6 +331,70 @@ pub fn optional_matrix<'a>(
     }
 }
 
+/// Where a weight matrix lives in a file, checked once at load: a model that owns its
+/// [`GgufFile`] keeps these (no borrow of the file) and makes the zero-copy [`QuantMatrix`]
+/// view with [`MatrixRef::view`] when it multiplies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatrixRef {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub k: usize,
+    /// Byte range in [`GgufFile::bytes`].
+    pub start: usize,
+    pub len: usize,
+}
+
+impl MatrixRef {
+    /// The matrix as a view into `file`, which must be the file it was read from.
+    pub fn view<'a>(&self, file: &'a GgufFile) -> Result<QuantMatrix<'a>, KernelError> {
+        let data =
+            file.bytes()
+                .get(self.start..self.start + self.len)
+                .ok_or(KernelError::Shape {
+                    what: "matrix bytes in the file",
+                    expected: self.start + self.len,
+                    actual: file.bytes().len(),
+                })?;
+        QuantMatrix::new(self.ty, self.rows, self.k, data)
+    }
+}
+
+/// Weight `name` as a [`MatrixRef`] of `rows` × `k` (checked as [`matrix`] does).
+pub fn matrix_ref(
+    file: &GgufFile,
+    name: &str,
+    rows: usize,
+    k: usize,
+) -> Result<MatrixRef, ModelFileError> {
+    let m = matrix(file, name, rows, k)?;
+    let info = file
+        .tensor(name)
+        .ok_or_else(|| ModelFileError::MissingTensor {
+            file: file_label(file),
+            name: name.to_owned(),
+        })?;
+    Ok(MatrixRef {
+        ty: m.ty(),
+        rows,
+        k,
+        start: (file.data_offset() + info.offset) as usize,
+        len: m.data().len(),
+    })
+}
+
+/// Like [`matrix_ref`], `None` if the tensor is absent.
+pub fn optional_matrix_ref(
+    file: &GgufFile,
+    name: &str,
+    rows: usize,
+    k: usize,
+) -> Result<Option<MatrixRef>, ModelFileError> {
+    match optional_tensor(file, name) {
+        None => Ok(None),
+        Some(_) => matrix_ref(file, name, rows, k).map(Some),
+    }
+}
+
 /// A tensor viewed as a matrix: rows = product of the outer dims, k = dims[0].
 pub fn view_as_matrix<'a>(
     file: &GgufFile,
@@ -468,5 +532,8 @@ mod tests {
         assert_eq!(vector_f32(&f, "norm", 4).unwrap(), [0.0, 1.0, 2.0, 3.0]);
         assert!(optional_vector_f32(&f, "absent", 4).unwrap().is_none());
         assert!(optional_matrix(&f, "w", 3, 4).unwrap().is_some());
+        let r = matrix_ref(&f, "w", 3, 4).unwrap();
+        assert_eq!(r.view(&f).unwrap().data(), m.data());
+        assert!(optional_matrix_ref(&f, "nope", 3, 4).unwrap().is_none());
     }
 }

@@ -283,15 +283,24 @@ impl Tokenizer {
         if add_special && self.add_bos() {
             out.extend(self.bos);
         }
-        self.encode_into(text, parse_special, &mut out);
+        self.encode_into(text, parse_special, true, &mut out);
         if add_special && self.add_eos {
             out.extend(self.eos);
         }
         out
     }
 
-    /// Appends the tokens of `text` (no BOS/EOS) to `out`.
-    pub fn encode_into(&self, text: &str, parse_special: bool, out: &mut Vec<u32>) {
+    /// Appends the tokens of `text` (no BOS/EOS) to `out`. `starts_text` is false for a piece
+    /// that continues a prompt (e.g. the text after an image): Hugging Face style then adds no
+    /// dummy prefix, as when the whole prompt is tokenized at once with the image as a special
+    /// token; llama.cpp style prefixes every piece, as llama.cpp's llava tokenizes each chunk.
+    pub fn encode_into(
+        &self,
+        text: &str,
+        parse_special: bool,
+        starts_text: bool,
+        out: &mut Vec<u32>,
+    ) {
         let specials: &[(String, u32)] = if parse_special { &self.specials } else { &[] };
         let fragments = special::split(text, specials);
         let vocab = bpe::BpeVocab {
@@ -305,7 +314,7 @@ impl Tokenizer {
             SpaceStyle::LlamaCpp => MergeRank::Score,
         };
         let mut prev_special = true;
-        let mut at = 0usize;
+        let mut at = usize::from(!starts_text);
         for fragment in fragments {
             match fragment {
                 special::Fragment::Special(id, len) => {
