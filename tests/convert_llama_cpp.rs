@@ -5,7 +5,7 @@
 //!
 //! Ignored by default: it needs llama.cpp's binaries, built from commit 0c1e570 (the copy in the
 //! llama-cpp-python 0.3.36 sdist). Run with
-//! `LLAVA_LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin cargo test --test convert_llama_cpp -- --ignored`.
+//! `LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin cargo test --test convert_llama_cpp -- --ignored`.
 
 mod common;
 
@@ -17,9 +17,9 @@ use llava::convert::{ConvertOptions, OutType, convert};
 use serde_json::Value;
 
 fn bin(name: &str) -> PathBuf {
-    match std::env::var_os("LLAVA_LLAMA_CPP_BIN") {
+    match std::env::var_os("LLAMA_CPP_BIN") {
         Some(dir) => PathBuf::from(dir).join(name),
-        None => panic!("set LLAVA_LLAMA_CPP_BIN to llama.cpp's build/bin directory"),
+        None => panic!("set LLAMA_CPP_BIN to llama.cpp's build/bin directory"),
     }
 }
 
@@ -43,7 +43,7 @@ fn run(cmd: &mut Command, prompt_tail: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs llama.cpp binaries (LLAVA_LLAMA_CPP_BIN)"]
+#[ignore = "needs llama.cpp binaries (LLAMA_CPP_BIN)"]
 fn llama_cpp_continues_the_text_prompt_as_transformers() {
     let dir = temp_dir();
     let mut options = ConvertOptions::new(fixture("llava15-hf"), dir.path());
@@ -94,7 +94,7 @@ fn mtmd(llm: &Path, mmproj: &Path, image: &Path) -> String {
 }
 
 #[test]
-#[ignore = "needs llama.cpp binaries (LLAVA_LLAMA_CPP_BIN)"]
+#[ignore = "needs llama.cpp binaries (LLAMA_CPP_BIN)"]
 fn llama_cpp_runs_our_mmproj_as_its_own() {
     let dir = temp_dir();
     let mut options = ConvertOptions::new(fixture("llava15-orig"), dir.path());
