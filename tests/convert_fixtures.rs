@@ -530,3 +530,118 @@ fn mmproj_equals_llama_cpp_legacy_converter_output() {
         }
     }
 }
+
+/// A digest of a GGUF file (tools/gguf_digest.py, read with gguf-py).
+fn digest(path: &Path) -> Value {
+    let out = Command::new(python())
+        .arg(crate_root().join("tools/gguf_digest.py"))
+        .arg(path)
+        .output()
+        .expect("running tools/gguf_digest.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// llama.cpp's own convert_hf_to_gguf.py on the llava-hf fixtures
+/// (tests/convert_data/llama.cpp/README.md): our LLM files must have the same keys, in the same
+/// order, with the same types and values (vocabulary included), and the same tensors in the
+/// same order with the same types, shapes and bytes — apart from `general.name`,
+/// `general.size_label` and our `llava.*` keys.
+#[test]
+fn llm_equals_llama_cpp_convert_hf_to_gguf_output() {
+    let ignored = |key: &str| {
+        key == "general.name" || key == "general.size_label" || key.starts_with("llava.")
+    };
+    let keep = |d: &Value| -> (Vec<Value>, Value) {
+        let metadata = d["metadata"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| !ignored(m[0].as_str().unwrap()))
+            .cloned()
+            .collect();
+        (metadata, d["tensors"].clone())
+    };
+    let cases = [
+        ("llava15-hf", OutType::F16),
+        ("next-vicuna-hf", OutType::Q8_0),
+        ("next-vicuna-hf", OutType::BF16),
+        ("next-vicuna-hf", OutType::F32),
+    ];
+    for (name, outtype) in cases {
+        let dir = temp_dir();
+        let out = run(name, None, outtype, dir.path());
+        let reference = crate_root().join(format!(
+            "tests/convert_data/llama.cpp/{name}-{outtype}.digest.json"
+        ));
+        let theirs: Value = serde_json::from_slice(&std::fs::read(&reference).unwrap()).unwrap();
+        let ours = digest(&out.llm_path);
+        let (mut our_keys, our_tensors) = keep(&ours);
+        let (their_keys, their_tensors) = keep(&theirs);
+        // Where llama.cpp's converter finds no special id in the configs it writes none and its
+        // runtime assumes the SentencePiece defaults; we write those defaults out.
+        let has = |keys: &[Value], k: &str| keys.iter().any(|m| m[0] == k);
+        for (key, default) in [
+            ("tokenizer.ggml.bos_token_id", 1),
+            ("tokenizer.ggml.eos_token_id", 2),
+            ("tokenizer.ggml.unknown_token_id", 0),
+        ] {
+            if !has(&their_keys, key) {
+                let ours = our_keys.iter().find(|m| m[0] == key).expect(key);
+                assert_eq!(ours[2], Value::from(default), "{name}: {key}");
+                our_keys.retain(|m| m[0] != key);
+            }
+        }
+        assert_eq!(our_tensors, their_tensors, "{name} {outtype}: tensors");
+        assert_eq!(our_keys, their_keys, "{name} {outtype}: metadata");
+    }
+}
+
+/// With a tokenizer.json, special ids follow gguf-py's SpecialVocab: the token strings of
+/// tokenizer_config.json resolved among tokenizer.json's added tokens win over config.json's
+/// ids (checked against gguf-py itself by the crosscheck script).
+#[test]
+fn special_ids_follow_gguf_py_with_a_tokenizer_json() {
+    let dir = temp_dir();
+    let model = dir.path().join("llava15-hf");
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(fixture("llava15-hf")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let tc_path = model.join("tokenizer_config.json");
+    let mut tc: Value = serde_json::from_slice(&std::fs::read(&tc_path).unwrap()).unwrap();
+    tc["pad_token"] = Value::from("<image>");
+    std::fs::write(&tc_path, serde_json::to_vec(&tc).unwrap()).unwrap();
+    let added: Vec<Value> = [(0, "<unk>"), (1, "<s>"), (2, "</s>"), (32000, "<image>")]
+        .iter()
+        .map(|(id, c)| serde_json::json!({"id": id, "content": c, "special": true}))
+        .collect();
+    let tokenizer_json = serde_json::json!({"added_tokens": added, "model": {"type": "BPE"}});
+    std::fs::write(model.join("tokenizer.json"), tokenizer_json.to_string()).unwrap();
+
+    let mut options = ConvertOptions::new(&model, dir.path().join("out"));
+    options.outtype = OutType::F16;
+    let out = convert(&options).unwrap();
+    let llm = GgufFile::open(&out.llm_path).unwrap();
+    assert_eq!(u32_key(&llm, "tokenizer.ggml.padding_token_id"), 32000);
+    assert_eq!(u32_key(&llm, "tokenizer.ggml.unknown_token_id"), 0);
+    assert_eq!(u32_key(&llm, "tokenizer.ggml.bos_token_id"), 1);
+
+    let result = Command::new(python())
+        .arg(crate_root().join("tools/convert_crosscheck.py"))
+        .arg(&model)
+        .arg(&out.llm_path)
+        .arg(&out.mmproj_path)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}

@@ -376,3 +376,51 @@ fn original_layout_needs_its_vision_tower() {
     assert!(matches!(err, ConvertError::Usage(_)), "{err}");
     assert_mentions(&err, &["--vision-tower"]);
 }
+
+/// Bytes flipped all over the safetensors header and the pickle: every run ends in a clean
+/// result or a clean error (no panic), and an error leaves no file.
+#[test]
+fn flipped_bytes_never_panic() {
+    let dir = temp_dir();
+    let model = copy_fixture("llava15-hf", dir.path());
+    let path = model.join("model.safetensors");
+    let original = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for _ in 0..40 {
+        let mut bytes = original.clone();
+        let at = (next() as usize) % (8 + header_len);
+        bytes[at] ^= 1 << (next() % 8);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = dir.path().join("flip-out");
+        let _ = std::fs::remove_dir_all(&out);
+        if convert(&ConvertOptions::new(&model, &out)).is_err() && out.exists() {
+            assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        }
+    }
+
+    let model = copy_fixture("llava15-orig", dir.path());
+    let tower = fixture("llava15-orig-clip");
+    let bin = model.join("pytorch_model.bin");
+    let original = std::fs::read(&bin).unwrap();
+    let pkl = original.windows(8).position(|w| w == b"data.pkl").unwrap() + 8;
+    for _ in 0..40 {
+        let mut bytes = original.clone();
+        let at = pkl + (next() as usize) % 2000;
+        bytes[at] = next() as u8;
+        std::fs::write(&bin, &bytes).unwrap();
+        let out = dir.path().join("flip-out");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut options = ConvertOptions::new(&model, &out);
+        options.vision_tower = Some(tower.clone());
+        if convert(&options).is_err() && out.exists() {
+            assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        }
+    }
+}

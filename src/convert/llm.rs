@@ -156,6 +156,9 @@ pub fn plan(
             });
         }
     }
+    // llama.cpp's converter writes tensors in the checkpoint's order (sorted names in a
+    // safetensors file); so do we, so that files can be compared byte for byte.
+    plan.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(plan)
 }
 
@@ -166,29 +169,30 @@ pub fn metadata(
     name: &str,
     out: OutType,
 ) -> Result<(), GgufError> {
+    // Keys in the order llama.cpp's convert_hf_to_gguf.py writes them.
     let t = &cfg.text;
     w.add_metadata("general.architecture", "llama")?;
+    w.add_metadata("general.type", "model")?;
     w.add_metadata("general.name", name)?;
-    w.add_metadata("llama.vocab_size", t.vocab_size)?;
+    w.add_metadata("llama.block_count", t.n_layers)?;
     w.add_metadata("llama.context_length", t.max_position_embeddings)?;
     w.add_metadata("llama.embedding_length", t.hidden_size)?;
-    w.add_metadata("llama.block_count", t.n_layers)?;
     w.add_metadata("llama.feed_forward_length", t.intermediate_size)?;
-    w.add_metadata("llama.rope.dimension_count", t.head_dim)?;
     w.add_metadata("llama.attention.head_count", t.n_heads)?;
     w.add_metadata("llama.attention.head_count_kv", t.n_kv_heads)?;
-    if t.head_dim != t.hidden_size / t.n_heads {
-        w.add_metadata("llama.attention.key_length", t.head_dim)?;
-        w.add_metadata("llama.attention.value_length", t.head_dim)?;
-    }
     w.add_metadata("llama.rope.freq_base", t.rope_theta)?;
     w.add_metadata("llama.attention.layer_norm_rms_epsilon", t.rms_norm_eps)?;
+    // llama.cpp writes these whenever transformers' config has `head_dim`, which its Llama and
+    // Mistral configs always fill in (hidden / heads by default).
+    w.add_metadata("llama.attention.key_length", t.head_dim)?;
+    w.add_metadata("llama.attention.value_length", t.head_dim)?;
     w.add_metadata("general.file_type", out.file_type())?;
-    if out == OutType::Q8_0 {
-        w.add_metadata("general.quantization_version", QUANTIZATION_VERSION)?;
-    }
+    w.add_metadata("llama.vocab_size", t.vocab_size)?;
+    w.add_metadata("llama.rope.dimension_count", t.head_dim)?;
+    w.add_metadata("general.quantization_version", QUANTIZATION_VERSION)?;
+    vocab.add_to(w)?;
     if let Some(id) = cfg.image_token_index {
         w.add_metadata("llava.image_token_index", id)?;
     }
-    vocab.add_to(w)
+    Ok(())
 }

@@ -8,8 +8,10 @@
 //!    `added_tokens`): CONTROL if special or special-looking, else USER_DEFINED with "▁" → " ";
 //!    score -1000.
 //!
-//! Special ids come from the token strings in `tokenizer_config.json` / `special_tokens_map.json`,
-//! else from `config.json`'s `*_token_id`, else from the SentencePiece trainer spec.
+//! Special ids as gguf-py's `SpecialVocab` finds them: the token strings of `tokenizer_config.json`
+//! among `tokenizer.json`'s added tokens, else `config.json`'s `*_token_id` (root, then
+//! `text_config`); failing those, the SentencePiece model's ids (which are llama.cpp's defaults
+//! for an absent key).
 
 use std::path::Path;
 
@@ -181,37 +183,51 @@ pub fn load(dir: &Path, vocab_size: u32, config: &[&JsonObject]) -> Result<Vocab
         scores[id] = -1000.0;
     }
 
-    // Special token ids.
-    let special_map = JsonObject::read_optional(&dir.join("special_tokens_map.json"))?;
-    let find = |text: &str| tokens.iter().position(|t| t == text).map(|i| i as u32);
-    let special_id = |typ: &str, sp_default: i32| -> Option<u32> {
-        let key = format!("{typ}_token");
-        for src in [tok_config.as_ref(), special_map.as_ref()]
-            .into_iter()
-            .flatten()
+    // Special token ids, by gguf-py's SpecialVocab rules: the token string named in
+    // tokenizer_config.json, looked up among tokenizer.json's added tokens (only when that file
+    // exists), else config.json's `<typ>_token_id` (root, then text_config).
+    let json_added: Option<Vec<(String, u64)>> = if tok_json_path.is_file() {
+        let tj = JsonObject::read(&tok_json_path)?;
+        let items = match tj.get("added_tokens") {
+            Some(Value::Array(items)) => items.as_slice(),
+            _ => &[],
+        };
+        Some(
+            items
+                .iter()
+                .filter_map(|t| {
+                    let content = t.get("content")?.as_str()?;
+                    Some((content.to_owned(), t.get("id")?.as_u64()?))
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let special_id = |typ: &str| -> Option<u32> {
+        if let (Some(added), Some(tc)) = (&json_added, &tok_config)
+            && let Some(text) = tc.get(&format!("{typ}_token")).and_then(token_text)
+            && let Some(&(_, id)) = added.iter().find(|(c, _)| c == text)
+            && id < n as u64
         {
-            if let Some(text) = src.get(&key).and_then(token_text)
-                && let Some(id) = find(text)
-            {
-                return Some(id);
-            }
+            return Some(id as u32);
         }
         let id_key = format!("{typ}_token_id");
-        for c in config {
-            if let Some(id) = c.get(&id_key).and_then(Value::as_u64)
-                && id < n as u64
-            {
-                return Some(id as u32);
-            }
-        }
-        u32::try_from(sp_default)
-            .ok()
-            .filter(|&id| (id as usize) < n)
+        config
+            .iter()
+            .find_map(|c| c.get(&id_key))
+            .and_then(Value::as_u64)
+            .filter(|&id| id < n as u64)
+            .map(|id| id as u32)
     };
-    let bos = special_id("bos", sp.bos_id);
-    let eos = special_id("eos", sp.eos_id);
-    let unk = special_id("unk", sp.unk_id);
-    let pad = special_id("pad", sp.pad_id);
+    // Where gguf-py finds none, the SentencePiece model's own ids: what llama.cpp assumes for
+    // a missing key of an SPM vocabulary (bos 1, eos 2, unk 0 in LLaMA's and Mistral's models),
+    // written out so that no reader has to guess.
+    let from_model = |id: i32| u32::try_from(id).ok().filter(|&id| (id as usize) < n);
+    let bos = special_id("bos").or_else(|| from_model(sp.bos_id));
+    let eos = special_id("eos").or_else(|| from_model(sp.eos_id));
+    let unk = special_id("unk").or_else(|| from_model(sp.unk_id));
+    let pad = special_id("pad").or_else(|| from_model(sp.pad_id));
 
     let (mut add_bos, mut add_eos) = (true, false); // LlamaTokenizer's defaults
     let mut chat_template = None;
