@@ -391,6 +391,10 @@ fn context_limits_and_bad_tokens_are_clear_errors() {
     assert!(e.to_string().contains("token id 61"), "{e}");
     let e = s.eval_embeddings(&[0.0; 5], 1, Output::Last).unwrap_err();
     assert!(e.to_string().contains("embeddings"), "{e}");
+    // A context whose cache cannot exist is an error, not an abort.
+    let e = model.session(usize::MAX / 4, CacheType::F16).err().unwrap();
+    assert!(matches!(e, LlmError::CacheTooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("KV cache"), "{e}");
 
     // A file missing a tensor, and one with a wrong shape.
     let mut t = random_tensors(&SMALL);

@@ -58,8 +58,8 @@ pub enum LlmError {
     },
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
     BadToken { id: u32, n_vocab: usize },
-    #[error("a KV cache for a context of {n_ctx} needs {bytes} bytes, more than can be allocated")]
-    CacheTooLarge { n_ctx: usize, bytes: u64 },
+    #[error("a KV cache for a context of {n_ctx} positions {detail}: lower -c")]
+    CacheTooLarge { n_ctx: usize, detail: String },
     #[error("{0}")]
     Invalid(String),
 }
