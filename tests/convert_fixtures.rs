@@ -258,9 +258,16 @@ fn check_mmproj_keys(name: &str, mm: &GgufFile, outtype: OutType, tower: Option<
     );
     assert_eq!(bool_key(mm, "clip.use_gelu"), v["hidden_act"] == "gelu");
     for t in mm.tensors() {
-        let one_d = t.dims.len() == 1 || t.name == "v.position_embd.weight";
-        if one_d {
+        if t.dims.len() == 1 {
             assert_eq!(t.ggml_type, GgmlType::F32, "{} stays F32", t.name);
+        }
+        if t.name == "v.patch_embd.weight" || t.name == "v.position_embd.weight" {
+            let want = if outtype == OutType::F32 {
+                GgmlType::F32
+            } else {
+                GgmlType::F16
+            };
+            assert_eq!(t.ggml_type, want, "{}", t.name);
         }
     }
     let next = cfg["architectures"][0] == "LlavaNextForConditionalGeneration";
@@ -389,7 +396,7 @@ fn every_fixture_converts_to_every_type_bit_exact_with_llama_cpp_names() {
                 OutType::F32 => GgmlType::F32,
                 OutType::F16 => GgmlType::F16,
                 OutType::BF16 => GgmlType::BF16,
-                OutType::Q8_0 if q.dims[0] % 32 == 0 => GgmlType::Q8_0,
+                OutType::Q8_0 if q.dims[0].is_multiple_of(32) => GgmlType::Q8_0,
                 OutType::Q8_0 => GgmlType::F16,
             };
             assert_eq!(q.ggml_type, want, "{name} {outtype}");
@@ -472,4 +479,54 @@ fn cli_prints_both_paths() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("q4_0"));
+}
+
+/// llama.cpp's own legacy LLaVA converter (llava_surgery.py + convert_image_encoder_to_gguf.py)
+/// run on the same fixture (tests/fixtures/llama.cpp/README.md): our f16 mmproj must hold the
+/// same tensors (names, types, shapes, bytes) and the same keys and values, plus only our own
+/// `llava.*` keys, the aspect-ratio key the original config implies, and our `general.name`.
+#[test]
+fn mmproj_equals_llama_cpp_legacy_converter_output() {
+    let dir = temp_dir();
+    let out = run(
+        "llava15-orig",
+        Some("llava15-orig-clip"),
+        OutType::F16,
+        dir.path(),
+    );
+    let ours = GgufFile::open(&out.mmproj_path).unwrap();
+    let theirs = GgufFile::open(
+        crate_root().join("tests/fixtures/llama.cpp/mmproj-llava15-orig-legacy-f16.gguf"),
+    )
+    .unwrap();
+    assert_eq!(names(&ours), names(&theirs));
+    for t in theirs.tensors() {
+        let o = ours.tensor(&t.name).unwrap();
+        assert_eq!((o.ggml_type, &o.dims), (t.ggml_type, &t.dims), "{}", t.name);
+        assert!(
+            ours.tensor_data(o) == theirs.tensor_data(t),
+            "{}: bytes differ",
+            t.name
+        );
+    }
+    for entry in theirs.metadata() {
+        if entry.key == "general.name" {
+            continue;
+        }
+        assert_eq!(
+            ours.get(&entry.key),
+            Some(&entry.value),
+            "key {}",
+            entry.key
+        );
+    }
+    for entry in ours.metadata() {
+        if theirs.get(&entry.key).is_none() {
+            assert!(
+                entry.key.starts_with("llava.") || entry.key == "clip.vision.image_aspect_ratio",
+                "unexpected extra key {}",
+                entry.key
+            );
+        }
+    }
 }

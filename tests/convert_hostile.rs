@@ -83,6 +83,9 @@ fn with_config(model: &Path, edit: impl FnOnce(&mut Value)) {
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
 }
 
+/// An edit of a safetensors header.
+type HeaderEdit = Box<dyn Fn(&mut Value)>;
+
 const UP: &str = "language_model.model.layers.1.mlp.up_proj.weight";
 const FC1: &str = "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight";
 
@@ -121,7 +124,7 @@ fn offsets_out_of_range_overlapping_or_disagreeing_with_the_shape() {
     let dir = temp_dir();
     let model = copy_fixture("llava15-hf", dir.path());
     let original = std::fs::read(model.join("model.safetensors")).unwrap();
-    let cases: [(&str, Box<dyn Fn(&mut Value)>, &[&str]); 5] = [
+    let cases: [(&str, HeaderEdit, &[&str]); 5] = [
         (
             "end past the data",
             Box::new(|h| h[UP]["data_offsets"][1] = Value::from(1u64 << 40)),
@@ -366,4 +369,10 @@ fn original_layout_needs_its_vision_tower() {
     let err = convert_err(&model, None, dir.path());
     assert!(matches!(err, ConvertError::Usage(_)), "{err}");
     assert_mentions(&err, &["--vision-tower", "mm_vision_tower"]);
+
+    // And a llava-hf checkpoint refuses one (it carries its own tower).
+    let model = copy_fixture("llava15-hf", dir.path());
+    let err = convert_err(&model, Some(&fixture("llava15-orig-clip")), dir.path());
+    assert!(matches!(err, ConvertError::Usage(_)), "{err}");
+    assert_mentions(&err, &["--vision-tower"]);
 }

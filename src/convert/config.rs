@@ -160,6 +160,13 @@ pub fn load(model_dir: &Path, vision_tower: Option<&Path>) -> Result<ModelConfig
         }
     };
     match layout {
+        Layout::LlavaHf | Layout::LlavaNextHf if vision_tower.is_some() => {
+            Err(ConvertError::Usage(format!(
+                "{}: --vision-tower applies only to the original LLaVA layout; {arch} checkpoints \
+                 carry their CLIP tower",
+                config.path.display()
+            )))
+        }
         Layout::LlavaHf | Layout::LlavaNextHf => load_hf(model_dir, layout, arch, &config),
         Layout::Original => load_original(model_dir, vision_tower, arch, &config),
     }

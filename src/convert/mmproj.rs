@@ -16,13 +16,14 @@ use super::plan::{Part, PlannedTensor, SourceIndex};
 use crate::GgmlType;
 use crate::gguf::{GgufError, GgufWriter};
 
-/// Biases, norms, the class and position embeddings and the newline stay F32; the patch
-/// embedding (a convolution kernel ggml runs through im2col) is F16 unless the output is F32;
-/// matrices take the output type.
+/// As llama.cpp's legacy converter: biases, norms, the class embedding and the newline (1-D)
+/// stay F32; the patch embedding (a convolution kernel) and the position embedding (added,
+/// never multiplied, so never quantized) are F16 unless the output is F32; other matrices
+/// take the output type.
 fn tensor_type(out: OutType, name: &str, shape: &[usize]) -> GgmlType {
-    if shape.len() <= 1 || name == "v.position_embd.weight" {
+    if shape.len() <= 1 {
         GgmlType::F32
-    } else if name == "v.patch_embd.weight" {
+    } else if name == "v.patch_embd.weight" || name == "v.position_embd.weight" {
         if out == OutType::F32 {
             GgmlType::F32
         } else {

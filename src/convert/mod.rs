@@ -33,6 +33,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use config::{Layout, ModelConfig};
 pub use error::ConvertError;
 pub use outtype::OutType;
+pub use store::{SourceTensor, SrcDtype, TensorStore};
 pub use write::permuted_source_row;
 
 use crate::gguf::GgufWriter;
@@ -89,6 +90,12 @@ pub fn load_config(
     vision_tower: Option<&Path>,
 ) -> Result<ModelConfig, ConvertError> {
     config::load(model_dir, vision_tower)
+}
+
+/// Opens the weights in `dir` (safetensors, sharded or not, or PyTorch `.bin`) without
+/// converting anything: the tensors as the checkpoint names them, for tools and tests.
+pub fn load_weights(dir: &Path) -> Result<TensorStore, ConvertError> {
+    weights::load_dir(dir)
 }
 
 /// Converts a checkpoint; see the module documentation.

@@ -145,6 +145,35 @@ impl TensorStore {
         &self.bytes(tensor.file)[tensor.start..tensor.start + tensor.len]
     }
 
+    /// A whole tensor decoded to f32 (for tools and tests; the converter streams rows instead).
+    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, ConvertError> {
+        let t = self.get(name).ok_or_else(|| ConvertError::MissingTensor {
+            tensor: name.to_owned(),
+            hint: String::new(),
+        })?;
+        let mut out = vec![0f32; t.n_elements()];
+        t.dtype
+            .decode(self.data(t), &mut out)
+            .ok_or_else(|| ConvertError::Dtype {
+                tensor: name.to_owned(),
+                dtype: t.dtype.name().to_owned(),
+            })?;
+        Ok(out)
+    }
+
+    /// Drops `tensor`'s pages from this process's resident memory once converted, so that the
+    /// converter's footprint does not grow with the model. A later read still works.
+    pub fn release(&self, tensor: &SourceTensor) {
+        let map = &self.files[tensor.file].1;
+        // SAFETY: the map is a read-only mapping of a file; MADV_DONTNEED only drops its resident
+        // pages, and any later access faults the same bytes back in from the file, so slices
+        // handed out earlier stay valid and unchanged. The range was checked to lie inside the
+        // map when the tensor was added. Failure is harmless (the pages stay), hence ignored.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, tensor.start, tensor.len)
+        };
+    }
+
     /// Advises the kernel that pages of all maps will be read sequentially.
     pub fn advise_sequential(&self) {
         for (_, map) in &self.files {

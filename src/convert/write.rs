@@ -95,6 +95,7 @@ pub fn write_tensor(
         start += count;
     }
     writer.finish()?;
+    store.release(src);
     Ok(())
 }
 

@@ -218,4 +218,75 @@ mod tests {
             "{err}"
         );
     }
+
+    /// The same archive with every size and offset moved to zip64 fields, as torch.save writes
+    /// archives over 4 GiB.
+    fn build64(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for (name, data) in entries {
+            let offset = out.len() as u64;
+            out.extend_from_slice(&LOCAL_SIG.to_le_bytes());
+            out.extend_from_slice(&[45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[0xff; 8]);
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(data);
+            let mut extra = Vec::new();
+            extra.extend_from_slice(&1u16.to_le_bytes());
+            extra.extend_from_slice(&24u16.to_le_bytes());
+            extra.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            extra.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            extra.extend_from_slice(&offset.to_le_bytes());
+            central.extend_from_slice(&CENTRAL_SIG.to_le_bytes());
+            central.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            central.extend_from_slice(&[0xff; 8]);
+            central.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            central.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+            central.extend_from_slice(&[0; 10]);
+            central.extend_from_slice(&[0xff; 4]);
+            central.extend_from_slice(name.as_bytes());
+            central.extend_from_slice(&extra);
+        }
+        let cd_offset = out.len() as u64;
+        out.extend_from_slice(&central);
+        let eocd64 = out.len() as u64;
+        out.extend_from_slice(&EOCD64_SIG.to_le_bytes());
+        out.extend_from_slice(&44u64.to_le_bytes());
+        out.extend_from_slice(&[45, 0, 45, 0]);
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(central.len() as u64).to_le_bytes());
+        out.extend_from_slice(&cd_offset.to_le_bytes());
+        out.extend_from_slice(&EOCD64_LOCATOR_SIG.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&eocd64.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&EOCD_SIG.to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        out.extend_from_slice(&[0xff; 8]);
+        out.extend_from_slice(&[0, 0]);
+        out
+    }
+
+    #[test]
+    fn reads_zip64_archives() {
+        let zip = build64(&[("a/data.pkl", b"hello"), ("a/data/0", &[1, 2, 3])]);
+        let archive = parse(&zip).unwrap();
+        assert_eq!(&zip[archive.entries["a/data.pkl"].clone()], b"hello");
+        assert_eq!(&zip[archive.entries["a/data/0"].clone()], &[1, 2, 3]);
+        for cut in 0..zip.len() {
+            let _ = parse(&zip[..cut]);
+        }
+        // A zip64 offset pointing past the end is an error naming the entry.
+        let mut bad = zip.clone();
+        let at = bad
+            .windows(4)
+            .position(|w| w == b"\x01\x00\x18\x00")
+            .unwrap();
+        bad[at + 20..at + 28].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(parse(&bad).is_err());
+    }
 }

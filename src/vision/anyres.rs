@@ -168,6 +168,10 @@ impl AnyresLayout {
     }
 }
 
+/// The largest grid side accepted from a file (real grids go up to a few thousand pixels);
+/// bounds the memory of the padded grid image.
+pub const MAX_PINPOINT_SIDE: usize = 8192;
+
 /// Parses pinpoints stored flat as in the GGUF key `clip.vision.image_grid_pinpoints`
 /// (h0, w0, h1, w1, ...), the order of the config's `[[h, w], ...]`.
 pub fn pinpoints_from_flat(flat: &[usize]) -> Result<Vec<Resolution>, VisionError> {
@@ -175,6 +179,11 @@ pub fn pinpoints_from_flat(flat: &[usize]) -> Result<Vec<Resolution>, VisionErro
         return Err(VisionError::Config(format!(
             "image_grid_pinpoints must hold (height, width) pairs, got {} values",
             flat.len()
+        )));
+    }
+    if let Some(&bad) = flat.iter().find(|&&v| v == 0 || v > MAX_PINPOINT_SIDE) {
+        return Err(VisionError::Config(format!(
+            "image_grid_pinpoints: side {bad} outside 1..={MAX_PINPOINT_SIDE}"
         )));
     }
     Ok(flat

@@ -37,4 +37,18 @@ pub enum VisionError {
     Config(String),
     #[error("mmproj {file}: {detail}")]
     Model { file: String, detail: String },
+    #[error(transparent)]
+    File(#[from] crate::model_file::ModelFileError),
+    #[error("vision op: {0}")]
+    Op(#[from] crate::ops::OpError),
+}
+
+impl VisionError {
+    /// An error about the mmproj `file`.
+    pub fn model(file: &crate::gguf::GgufFile, detail: impl std::fmt::Display) -> Self {
+        VisionError::Model {
+            file: crate::model_file::file_label(file),
+            detail: detail.to_string(),
+        }
+    }
 }
