@@ -74,7 +74,15 @@ pub struct LlamaModel {
 impl LlamaModel {
     /// Opens and checks the model at `path` (weights stay in the file's mmap).
     pub fn load(path: impl AsRef<Path>) -> Result<LlamaModel, LlmError> {
-        let file = GgufFile::open(path).map_err(ModelFileError::from)?;
+        let path = path.as_ref();
+        let file = GgufFile::open(path).map_err(|e| match e {
+            // I/O errors name the path already; parse errors do not.
+            e @ crate::gguf::GgufError::Io { .. } => ModelFileError::from(e),
+            e => ModelFileError::Invalid {
+                file: path.display().to_string(),
+                what: e.to_string(),
+            },
+        })?;
         LlamaModel::from_file(file)
     }
 
