@@ -419,6 +419,13 @@ fn context_limits_and_bad_tokens_are_clear_errors() {
         .unwrap()
         .to_string();
     assert!(e.contains("nope.gguf"), "{e}");
+    let not_gguf = dir.path().join("text.gguf");
+    std::fs::write(&not_gguf, b"# not a model\n").unwrap();
+    let e = LlamaModel::load(&not_gguf).err().unwrap().to_string();
+    assert!(
+        e.contains("text.gguf") && e.contains("not a GGUF file"),
+        "{e}"
+    );
 }
 
 #[test]
