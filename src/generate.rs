@@ -3,7 +3,7 @@
 
 use crate::llm::{LlmError, Output, Session};
 use crate::sampler::Sampler;
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tokenizer::{StreamDecoder, TokenType, Tokenizer};
 
 /// Why generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +113,16 @@ pub fn generate(
             break;
         }
         sampler.accept(t);
+        // A control token (e.g. ChatML's `<|im_end|>`) prints nothing, so it can only match a
+        // stop string whole.
+        if tokenizer.token_type(t) == Some(TokenType::Control)
+            && tokenizer
+                .piece(t)
+                .is_some_and(|p| stop.iter().any(|s| s == p))
+        {
+            out.reason = StopReason::StopString;
+            break;
+        }
         let (text, stopped) = stops.push(&decoder.push(t));
         emit(&text, &mut out.text);
         if stopped {

@@ -391,6 +391,10 @@ fn context_limits_and_bad_tokens_are_clear_errors() {
     assert!(e.to_string().contains("token id 61"), "{e}");
     let e = s.eval_embeddings(&[0.0; 5], 1, Output::Last).unwrap_err();
     assert!(e.to_string().contains("embeddings"), "{e}");
+    // A context whose cache cannot exist is an error, not an abort.
+    let e = model.session(usize::MAX / 4, CacheType::F16).err().unwrap();
+    assert!(matches!(e, LlmError::CacheTooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("KV cache"), "{e}");
 
     // A file missing a tensor, and one with a wrong shape.
     let mut t = random_tensors(&SMALL);
@@ -415,6 +419,13 @@ fn context_limits_and_bad_tokens_are_clear_errors() {
         .unwrap()
         .to_string();
     assert!(e.contains("nope.gguf"), "{e}");
+    let not_gguf = dir.path().join("text.gguf");
+    std::fs::write(&not_gguf, b"# not a model\n").unwrap();
+    let e = LlamaModel::load(&not_gguf).err().unwrap().to_string();
+    assert!(
+        e.contains("text.gguf") && e.contains("not a GGUF file"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -7,6 +7,9 @@
 //! LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin cargo test --test llm_llama_cpp -- --ignored --nocapture
 //! ```
 //!
+//! `LLAVA_COMPARE_MODELS=a.gguf:b.gguf` adds other model files (e.g. the 7B-shaped ones of
+//! tools/make_bench_models.sh) to a second test, same check on a fixed prompt.
+//!
 //! Checked with llama.cpp 0c1e570 (the copy vendored in llama-cpp-python 0.3.36).
 
 use std::path::{Path, PathBuf};
@@ -29,12 +32,52 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// 16 greedy tokens of `prompt` (raw, BOS as the file says) from llama.cpp and from llava.
+fn both_greedy(bin: &Path, model: &Path, prompt: &str) -> (String, String) {
+    let m = model.to_str().unwrap();
+    let theirs = run(Command::new(bin.join("llama-completion"))
+        .args(["-m", m, "-p", prompt, "-n", "16", "--temp", "0"])
+        .args([
+            "-c",
+            "256",
+            "-t",
+            "2",
+            "--no-warmup",
+            "-no-cnv",
+            "--no-display-prompt",
+        ])
+        .stdin(std::process::Stdio::null()));
+    let ours = run(Command::new(env!("CARGO_BIN_EXE_llava")).args([
+        "-m",
+        m,
+        "-p",
+        prompt,
+        "--chat-template",
+        "raw",
+        "--tokenizer-style",
+        "llama.cpp",
+        "-n",
+        "16",
+        "--temp",
+        "0",
+        "-c",
+        "256",
+        "-t",
+        "2",
+    ]));
+    (theirs.trim().to_owned(), ours.trim().to_owned())
+}
+
+fn llama_cpp_bin() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("LLAMA_CPP_BIN").expect("set LLAMA_CPP_BIN to llama.cpp's build/bin"),
+    )
+}
+
 #[test]
 #[ignore = "needs a llama.cpp build: set LLAMA_CPP_BIN"]
 fn greedy_text_equals_llama_cpp_on_converted_fixtures() {
-    let bin = PathBuf::from(
-        std::env::var_os("LLAMA_CPP_BIN").expect("set LLAMA_CPP_BIN to llama.cpp's build/bin"),
-    );
+    let bin = llama_cpp_bin();
     let dir = tempfile::tempdir().unwrap();
     for fixture in ["llava15-hf", "next-vicuna-hf", "next-mistral-hf"] {
         let mut opts = ConvertOptions::new(fixtures().join(fixture), dir.path().join(fixture));
@@ -48,51 +91,26 @@ fn greedy_text_equals_llama_cpp_on_converted_fixtures() {
             if !case["images"].as_array().unwrap().is_empty() {
                 continue;
             }
-            let prompt = case["prompt"].as_str().unwrap();
-            let theirs = run(Command::new(bin.join("llama-completion"))
-                .args([
-                    "-m",
-                    model.to_str().unwrap(),
-                    "-p",
-                    prompt,
-                    "-n",
-                    "16",
-                    "--temp",
-                    "0",
-                ])
-                .args([
-                    "-c",
-                    "256",
-                    "-t",
-                    "2",
-                    "--no-warmup",
-                    "-no-cnv",
-                    "--no-display-prompt",
-                ])
-                .stdin(std::process::Stdio::null()));
-            let ours = run(Command::new(env!("CARGO_BIN_EXE_llava")).args([
-                "-m",
-                model.to_str().unwrap(),
-                "-p",
-                prompt,
-                "--chat-template",
-                "raw",
-                "--tokenizer-style",
-                "llama.cpp",
-                "-n",
-                "16",
-                "--temp",
-                "0",
-                "-c",
-                "256",
-            ]));
+            let (theirs, ours) = both_greedy(&bin, &model, case["prompt"].as_str().unwrap());
             println!(
-                "{fixture}/{}:\n  llama.cpp: {:?}\n  llava-rs:  {:?}",
-                case["name"],
-                theirs.trim(),
-                ours.trim()
+                "{fixture}/{}:\n  llama.cpp: {theirs:?}\n  llava-rs:  {ours:?}",
+                case["name"]
             );
-            assert_eq!(ours.trim(), theirs.trim(), "{fixture}/{}", case["name"]);
+            assert_eq!(ours, theirs, "{fixture}/{}", case["name"]);
         }
+    }
+}
+
+#[test]
+#[ignore = "needs a llama.cpp build (LLAMA_CPP_BIN) and LLAVA_COMPARE_MODELS"]
+fn greedy_text_equals_llama_cpp_on_given_models() {
+    let bin = llama_cpp_bin();
+    let models =
+        std::env::var("LLAVA_COMPARE_MODELS").expect("set LLAVA_COMPARE_MODELS=a.gguf:b.gguf");
+    let prompt = "USER: Name three colours of the rainbow. ASSISTANT:";
+    for model in models.split(':').filter(|m| !m.is_empty()) {
+        let (theirs, ours) = both_greedy(&bin, Path::new(model), prompt);
+        println!("{model}:\n  llama.cpp: {theirs:?}\n  llava-rs:  {ours:?}");
+        assert_eq!(ours, theirs, "{model}");
     }
 }

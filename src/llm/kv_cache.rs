@@ -39,11 +39,22 @@ enum Buf {
 }
 
 impl Buf {
-    fn new(ty: CacheType, n: usize) -> Buf {
-        match ty {
-            CacheType::F16 => Buf::F16(vec![f16::ZERO; n]),
-            CacheType::F32 => Buf::F32(vec![0.0; n]),
-        }
+    /// `n` zeros; an allocation the system refuses is an error, not an abort.
+    fn new(ty: CacheType, n: usize) -> Option<Buf> {
+        Some(match ty {
+            CacheType::F16 => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).ok()?;
+                v.resize(n, f16::ZERO);
+                Buf::F16(v)
+            }
+            CacheType::F32 => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).ok()?;
+                v.resize(n, 0.0);
+                Buf::F32(v)
+            }
+        })
     }
 
     fn write(&mut self, at: usize, src: &[f32]) {
@@ -89,19 +100,24 @@ impl KvCache {
         let (Some(per_buf), Some(total)) = (per_buf, total) else {
             return Err(LlmError::CacheTooLarge {
                 n_ctx,
-                bytes: u64::MAX,
+                detail: "would need more bytes than the address space holds".into(),
             });
+        };
+        let too_large = || LlmError::CacheTooLarge {
+            n_ctx,
+            detail: format!(
+                "needs {:.1} GiB, which could not be allocated",
+                total as f64 / (1u64 << 30) as f64
+            ),
         };
         // Refuse what cannot exist rather than abort in the allocator.
         if total as u64 > (isize::MAX as u64) / 2 {
-            return Err(LlmError::CacheTooLarge {
-                n_ctx,
-                bytes: total as u64,
-            });
+            return Err(too_large());
         }
         let layers = (0..n_layer)
-            .map(|_| (Buf::new(ty, per_buf), Buf::new(ty, per_buf)))
-            .collect();
+            .map(|_| Some((Buf::new(ty, per_buf)?, Buf::new(ty, per_buf)?)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(too_large)?;
         Ok(KvCache {
             n_ctx,
             width,

@@ -58,8 +58,8 @@ pub enum LlmError {
     },
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
     BadToken { id: u32, n_vocab: usize },
-    #[error("a KV cache for a context of {n_ctx} needs {bytes} bytes, more than can be allocated")]
-    CacheTooLarge { n_ctx: usize, bytes: u64 },
+    #[error("a KV cache for a context of {n_ctx} positions {detail}: lower -c")]
+    CacheTooLarge { n_ctx: usize, detail: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -74,7 +74,15 @@ pub struct LlamaModel {
 impl LlamaModel {
     /// Opens and checks the model at `path` (weights stay in the file's mmap).
     pub fn load(path: impl AsRef<Path>) -> Result<LlamaModel, LlmError> {
-        let file = GgufFile::open(path).map_err(ModelFileError::from)?;
+        let path = path.as_ref();
+        let file = GgufFile::open(path).map_err(|e| match e {
+            // I/O errors name the path already; parse errors do not.
+            e @ crate::gguf::GgufError::Io { .. } => ModelFileError::from(e),
+            e => ModelFileError::Invalid {
+                file: path.display().to_string(),
+                what: e.to_string(),
+            },
+        })?;
         LlamaModel::from_file(file)
     }
 

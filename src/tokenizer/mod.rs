@@ -323,7 +323,9 @@ impl Tokenizer {
                     at += len;
                 }
                 special::Fragment::Text(s) => {
-                    let mut escaped = String::with_capacity(s.len() + 3);
+                    // Built with the prefix; sliced off below when it is not wanted.
+                    const MARK: usize = '▁'.len_utf8();
+                    let mut escaped = String::with_capacity(s.len() + MARK);
                     escaped.push('▁');
                     escaped.extend(s.chars().map(|c| if c == ' ' { '▁' } else { c }));
                     // Hugging Face's Metaspace prepends only at the start of the text and only
@@ -331,9 +333,13 @@ impl Tokenizer {
                     let prefix = self.add_space_prefix
                         && match self.style {
                             SpaceStyle::LlamaCpp => prev_special,
-                            SpaceStyle::HuggingFace => at == 0 && !escaped[3..].starts_with('▁'),
+                            SpaceStyle::HuggingFace => at == 0 && !escaped[MARK..].starts_with('▁'),
                         };
-                    let escaped = if prefix { &escaped[..] } else { &escaped[3..] };
+                    let escaped = if prefix {
+                        &escaped[..]
+                    } else {
+                        &escaped[MARK..]
+                    };
                     bpe::tokenize_fragment(&vocab, rank, escaped, out);
                     prev_special = false;
                     at += s.len();
