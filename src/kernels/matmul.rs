@@ -213,19 +213,34 @@ pub fn matmul(
     Ok(())
 }
 
-/// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows].
+/// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows]: parallel over
+/// chunks of 32 `dst` rows; within one, 8 `src` rows at a time, so each `dst` row gets 8
+/// consecutive values per pass and the 8 source stripes stay in L1.
 fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const BLOCK: usize = 32;
+    const BAND: usize = 8;
     dst.par_chunks_mut(BLOCK * rows)
         .enumerate()
         .for_each(|(cb, out)| {
             let c0 = cb * BLOCK;
             let width = out.len() / rows;
-            for r0 in (0..rows).step_by(BLOCK) {
-                for r in r0..(r0 + BLOCK).min(rows) {
-                    for dc in 0..width {
-                        out[dc * rows + r] = src[r * cols + c0 + dc];
+            let full = rows / BAND * BAND;
+            for r0 in (0..full).step_by(BAND) {
+                let stripes: [&[f32]; BAND] =
+                    std::array::from_fn(|i| &src[(r0 + i) * cols + c0..][..width]);
+                for (dc, row) in out.chunks_exact_mut(rows).enumerate() {
+                    let o: &mut [f32; BAND] = (&mut row[r0..r0 + BAND])
+                        .try_into()
+                        .expect("a band of BAND values");
+                    for (v, stripe) in o.iter_mut().zip(&stripes) {
+                        *v = stripe[dc];
                     }
+                }
+            }
+            for r in full..rows {
+                let stripe = &src[r * cols + c0..][..width];
+                for (row, &v) in out.chunks_exact_mut(rows).zip(stripe) {
+                    row[r] = v;
                 }
             }
         });
