@@ -87,19 +87,23 @@ struct Case {
     tier: Tier,
     /// ggml's matmul instead of ours.
     ggml: bool,
+    /// Ours without the tier's gemm tile for this type (one dot per weight row and token, as
+    /// before the float tiles), for before/after comparisons.
+    no_tile: bool,
 }
 
 impl fmt::Display for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {}x{} n={} t={} {}",
+            "{} {}x{} n={} t={} {}{}",
             self.ty,
             self.rows,
             self.k,
             self.n,
             self.threads,
-            if self.ggml { "ggml" } else { self.tier.name() }
+            if self.ggml { "ggml" } else { self.tier.name() },
+            if self.no_tile { " dots" } else { "" }
         )
     }
 }
@@ -131,6 +135,7 @@ fn cases(n: usize) -> Vec<Case> {
                         threads,
                         tier,
                         ggml: false,
+                        no_tile: false,
                     });
                 }
             }
@@ -154,7 +159,16 @@ fn ggml_cases(n: usize) -> Vec<Case> {
 }
 
 fn run_ours(bencher: Bencher, case: &Case) {
-    let kernels = Kernels::for_tier(case.tier).expect("supported tier");
+    let mut kernels = *Kernels::for_tier(case.tier).expect("supported tier");
+    if case.no_tile {
+        match case.ty {
+            GgmlType::F16 => kernels.gemm.f16 = None,
+            GgmlType::BF16 => kernels.gemm.bf16 = None,
+            GgmlType::F32 => kernels.gemm.f32 = None,
+            other => panic!("no_tile is for the float types, not {other}"),
+        }
+    }
+    let kernels = &kernels;
     let w = weights(case.ty, case.rows, case.k);
     let matrix = QuantMatrix::new(case.ty, case.rows, case.k, &w).expect("matrix");
     let x = floats(case.n * case.k, 11);
@@ -281,6 +295,54 @@ fn matmul_n512_ggml(bencher: Bencher, case: &Case) {
     run_ggml(bencher, case);
 }
 
+/// (rows, k) of CLIP ViT-L/14's projections: attention (and out), FFN up, FFN down.
+const CLIP_SHAPES: [(usize, usize); 3] = [(1024, 1024), (4096, 1024), (1024, 4096)];
+
+/// CLIP ViT-L/14-336's 577 tokens through its F16 matrices, 1 and 2 threads: the best tier
+/// with its F16 tile, and without it (`dots`: one dot per row and token).
+fn clip_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for &(rows, k) in &CLIP_SHAPES {
+        for threads in [1, 2] {
+            for no_tile in [false, true] {
+                out.push(Case {
+                    ty: GgmlType::F16,
+                    rows,
+                    k,
+                    n: 577,
+                    threads,
+                    tier: Tier::best_supported(),
+                    ggml: false,
+                    no_tile,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn clip_ggml_cases() -> Vec<Case> {
+    clip_cases()
+        .into_iter()
+        .filter(|c| !c.no_tile)
+        .map(|c| Case {
+            tier: Tier::Scalar,
+            ggml: true,
+            ..c
+        })
+        .collect()
+}
+
+#[divan::bench(args = clip_cases(), sample_count = 3, sample_size = 1)]
+fn matmul_clip_ours(bencher: Bencher, case: &Case) {
+    run_ours(bencher, case);
+}
+
+#[divan::bench(args = clip_ggml_cases(), sample_count = 3, sample_size = 1)]
+fn matmul_clip_ggml(bencher: Bencher, case: &Case) {
+    run_ggml(bencher, case);
+}
+
 /// Bytes of distinct weights the DRAM-bound cases rotate through: far beyond any last-level
 /// cache (lscpu reports 480 MiB here), so every iteration streams its matrix from memory, as
 /// decoding does (each layer's weights are read once per token).
@@ -307,6 +369,7 @@ fn dram_cases() -> Vec<Case> {
                 threads,
                 tier: Tier::best_supported(),
                 ggml: false,
+                no_tile: false,
             });
         }
     }

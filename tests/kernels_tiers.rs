@@ -222,6 +222,77 @@ fn gemm_tiles_match_scalar_dots() {
     }
 }
 
+/// The float types' tiles (F16, BF16, F32: R × C register tiles in the SIMD tiers) at odd
+/// shapes: k not a multiple of any SIMD width (1, 7, 37, 100) and a multiple (64, 1040), token
+/// counts 1, 2, 3, 17 and weight-row counts that are not multiples of the tile heights
+/// (1, 5, 9, 13). Each cell equals the scalar dot on exact inputs (small integers: every
+/// association is exact; equal values, the sign of a zero aside) and is within the rounding bound
+/// `kernels_support::tolerance` (2·(⌈k / 4⌉ + 8)·u·B) of it on realistic ones: the tiles
+/// sum in 8 or 16 lanes, then the `k mod lanes` tail, an association other than the dots'.
+#[test]
+fn float_gemm_tiles_at_odd_shapes_match_scalar_dots() {
+    let mut rng = rng(27);
+    let tiers = tiers();
+    for w_type in [GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
+        for k in [1, 7, 37, 64, 100, 1040] {
+            for exact in [true, false] {
+                let pairs: Vec<_> = (0..17)
+                    .map(|_| {
+                        if exact {
+                            exact_pair(w_type, k, &mut rng)
+                        } else {
+                            realistic_pair(w_type, k, &mut rng)
+                        }
+                    })
+                    .collect();
+                for rows in [1, 5, 9, 13] {
+                    for cols in [1, 2, 3, 17] {
+                        let w_rows: Vec<_> = pairs[..rows].iter().map(|p| p.0.clone()).collect();
+                        let a_rows: Vec<_> = pairs[..cols].iter().map(|p| p.1.clone()).collect();
+                        let (w, w_stride) = padded(&w_rows, 2);
+                        let (a, a_stride) = padded(&a_rows, 6);
+                        let out_stride = cols + 1;
+                        for kernels in &tiers {
+                            let mut out = vec![f32::NAN; rows * out_stride];
+                            kernels
+                                .gemm_tile(
+                                    w_type, k, &w, w_stride, rows, &a, a_stride, cols, &mut out,
+                                    out_stride,
+                                )
+                                .unwrap();
+                            for r in 0..rows {
+                                assert!(
+                                    out[r * out_stride + cols].is_nan(),
+                                    "{} {w_type}: wrote outside the tile",
+                                    kernels.tier
+                                );
+                                for c in 0..cols {
+                                    let got = out[r * out_stride + c];
+                                    let reference =
+                                        scalar().dot(w_type, k, &w_rows[r], &a_rows[c]).unwrap();
+                                    let what = format!(
+                                        "{} {w_type} k={k} {rows}×{cols} ({r},{c}): {got} vs {reference}",
+                                        kernels.tier
+                                    );
+                                    if exact {
+                                        // Equal values; a zero's sign may differ at k = 1
+                                        // (the scalar's f64 sum starts from -0.0).
+                                        assert!(got == reference, "{what}");
+                                    } else {
+                                        let bound = magnitude(w_type, k, &w_rows[r], &a_rows[c]);
+                                        let tol = tolerance(w_type, k, bound, FLOAT_LANES);
+                                        assert!(f64::from(got - reference).abs() <= tol, "{what}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Q4_1/Q5_1 dots use the stored, f16-rounded block sum `s` of Q8_1 activations for the min
 /// term (`m * s`), not the sum of the dequantized values: the difference `m * (s - sum a)`.
 fn q8_1_sum_correction(act: GgmlType, w: &[u8], a: &[u8], ad: &[f32]) -> f64 {

@@ -213,19 +213,34 @@ pub fn matmul(
     Ok(())
 }
 
-/// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows].
+/// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows]: parallel over
+/// chunks of 32 `dst` rows; within one, 8 `src` rows at a time, so each `dst` row gets 8
+/// consecutive values per pass and the 8 source stripes stay in L1.
 fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const BLOCK: usize = 32;
+    const BAND: usize = 8;
     dst.par_chunks_mut(BLOCK * rows)
         .enumerate()
         .for_each(|(cb, out)| {
             let c0 = cb * BLOCK;
             let width = out.len() / rows;
-            for r0 in (0..rows).step_by(BLOCK) {
-                for r in r0..(r0 + BLOCK).min(rows) {
-                    for dc in 0..width {
-                        out[dc * rows + r] = src[r * cols + c0 + dc];
+            let full = rows / BAND * BAND;
+            for r0 in (0..full).step_by(BAND) {
+                let stripes: [&[f32]; BAND] =
+                    std::array::from_fn(|i| &src[(r0 + i) * cols + c0..][..width]);
+                for (dc, row) in out.chunks_exact_mut(rows).enumerate() {
+                    let o: &mut [f32; BAND] = (&mut row[r0..r0 + BAND])
+                        .try_into()
+                        .expect("a band of BAND values");
+                    for (v, stripe) in o.iter_mut().zip(&stripes) {
+                        *v = stripe[dc];
                     }
+                }
+            }
+            for r in full..rows {
+                let stripe = &src[r * cols + c0..][..width];
+                for (row, &v) in out.chunks_exact_mut(rows).zip(stripe) {
+                    row[r] = v;
                 }
             }
         });
@@ -247,7 +262,8 @@ pub fn matmul_f16(
 }
 
 /// `Y = X·Wᵀ` in f32: `x` [n × k], `w` [rows × k], `y` [n × rows] (e.g. attention scores
-/// `Q·Kᵀ`). Products and sums in f32, 8 independent accumulators.
+/// `Q·Kᵀ`). Through [`matmul`] with F32 weights on the start-up tier ([`super::kernels`]): its
+/// F32 dot for n = 1, its F32 gemm tiles for n > 1. Products and sums in f32.
 pub fn matmul_f32(
     x: &[f32],
     n: usize,
@@ -259,34 +275,21 @@ pub fn matmul_f32(
     check_matrix("activation elements (n × k)", x.len(), n, k)?;
     check_matrix("weight elements (rows × k)", w.len(), rows, k)?;
     check_matrix("output elements (n × rows)", y.len(), n, rows)?;
-    if n == 0 || rows == 0 {
-        return Ok(());
-    }
-    y.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
-        let xt = &x[t * k..(t + 1) * k];
-        for (r, v) in out.iter_mut().enumerate() {
-            *v = dot_f32_lanes(xt, &w[r * k..(r + 1) * k]);
-        }
-    });
-    Ok(())
+    let w = QuantMatrix::new(GgmlType::F32, rows, k, f32_bytes(w))?;
+    matmul(super::kernels(), &w, x, n, y)
 }
 
-/// Dot product in f32 with 8 independent accumulators (vectorisable without `unsafe`).
-fn dot_f32_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (ac, ar) = a.as_chunks::<8>();
-    let (bc, br) = b.as_chunks::<8>();
-    for (x, y) in ac.iter().zip(bc) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
+/// The bytes of `v` (little-endian f32, as GGUF stores F32 and the F32 kernels read).
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding or invalid bit patterns and u8 has alignment 1, so the
+    // 4·len bytes of the slice are a valid &[u8] for its lifetime (x86-64 and aarch64 are
+    // little-endian, the byte order the kernels read).
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
 /// `Y = P·V` in f32: `p` [n × m], `v` [m × d] (not transposed), `y` [n × d] (e.g. attention
-/// weights times values).
+/// weights times values). V is transposed once (m·d copies, small beside n·m·d products), then
+/// multiplied as in [`matmul_f32`].
 pub fn matmul_nn_f32(
     p: &[f32],
     n: usize,
@@ -301,13 +304,11 @@ pub fn matmul_nn_f32(
     if n == 0 || d == 0 {
         return Ok(());
     }
-    y.par_chunks_mut(d).enumerate().for_each(|(t, out)| {
-        out.fill(0.0);
-        for (j, &pj) in p[t * m..(t + 1) * m].iter().enumerate() {
-            for (o, &vj) in out.iter_mut().zip(&v[j * d..(j + 1) * d]) {
-                *o += pj * vj;
-            }
+    let mut v_t = vec![0f32; d * m];
+    for (j, row) in v.chunks_exact(d).enumerate() {
+        for (c, &value) in row.iter().enumerate() {
+            v_t[c * m + j] = value;
         }
-    });
-    Ok(())
+    }
+    matmul_f32(p, n, &v_t, d, m, y)
 }

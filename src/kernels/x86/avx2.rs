@@ -8,14 +8,20 @@ x86_variant!(
     "avx2,fma,f16c",
     crate::kernels::x86::common::Avx2Mac,
     2,
-    4
+    4,
+    crate::kernels::x86::float_tile::Ymm,
+    4,
+    3
 );
 x86_variant!(
     vnni,
     "avx2,fma,f16c,avxvnni",
     crate::kernels::x86::common::AvxVnniMac,
     2,
-    4
+    4,
+    crate::kernels::x86::float_tile::Ymm,
+    4,
+    3
 );
 
 /// The AVX2 tier's table: `base` (the scalar table) with the AVX2 entries, VNNI ones if the

@@ -9,14 +9,20 @@ x86_variant!(
     "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
     crate::kernels::x86::common::Avx2Mac,
     4,
-    4
+    4,
+    crate::kernels::x86::float_tile::Zmm,
+    8,
+    3
 );
 x86_variant!(
     vnni,
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     crate::kernels::x86::common::Avx512VnniMac,
     4,
-    4
+    4,
+    crate::kernels::x86::float_tile::Zmm,
+    8,
+    3
 );
 
 /// The AVX-512 tier's table: `base` (the scalar table) with the AVX-512 entries, VNNI ones if

@@ -4,12 +4,15 @@
 //!
 //! [`Mac`]: super::common::Mac
 
-/// `x86_variant!(module_name, "feature,list", MacType, tile_rows, tile_cols);`
+/// `x86_variant!(module_name, "feature,list", MacType, tile_rows, tile_cols, FloatLanes,
+/// float_tile_rows, float_tile_cols);` (the float tiles' shape is separate: they hold
+/// `rows × cols` vector accumulators, see `float_tile.rs`).
 macro_rules! x86_variant {
-    ($module:ident, $features:literal, $mac:ty, $tile_r:literal, $tile_c:literal) => {
+    ($module:ident, $features:literal, $mac:ty, $tile_r:literal, $tile_c:literal,
+     $lanes:ty, $ftile_r:literal, $ftile_c:literal) => {
         pub(crate) mod $module {
             #![allow(clippy::missing_safety_doc)]
-            use crate::kernels::x86::{act, dot, tile};
+            use crate::kernels::x86::{act, dot, float_tile, tile};
 
             /// A dot product over whole blocks: `$w_block`/`$a_block` elements, `$w_bytes`/
             /// `$a_bytes` bytes per block.
@@ -92,30 +95,7 @@ macro_rules! x86_variant {
 
             /// A GEMM tile kernel over whole blocks of `$w_bytes`/`$a_bytes` bytes.
             macro_rules! gemm_tile {
-                ($name:ident, $inner:ident, $body:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
-                    #[target_feature(enable = $features)]
-                    #[allow(clippy::too_many_arguments)]
-                    unsafe fn $inner(
-                        nb: usize,
-                        w: *const u8,
-                        w_stride: usize,
-                        rows: usize,
-                        a: *const u8,
-                        a_stride: usize,
-                        cols: usize,
-                        out: &mut [f32],
-                        out_stride: usize,
-                    ) {
-                        // SAFETY: forwarded contract (rows × cols rows of whole blocks behind
-                        // the pointers, out holds the tile); features enabled here.
-                        unsafe {
-                            tile::tile_driver!(
-                                $body, $mac, $tile_r, $tile_c,
-                                nb, w, w_stride, rows, a, a_stride, cols, out, out_stride
-                            )
-                        }
-                    }
-
+                (@entry $name:ident, $inner:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
                     /// Safe entry for the kernel table.
                     #[allow(clippy::too_many_arguments)]
                     pub(crate) fn $name(
@@ -155,12 +135,64 @@ macro_rules! x86_variant {
                         }
                     }
                 };
+                (float: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $inner(
+                        n: usize,
+                        w: *const u8,
+                        w_stride: usize,
+                        rows: usize,
+                        a: *const u8,
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        // SAFETY: forwarded contract (rows × cols rows of n elements behind
+                        // the pointers); features enabled here.
+                        unsafe {
+                            float_tile::gemm::<$lanes, float_tile::$elem, $ftile_r, $ftile_c>(
+                                n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
+                            )
+                        }
+                    }
+                    gemm_tile!(@entry $name, $inner, 1, $bytes, $bytes);
+                };
+                ($name:ident, $inner:ident, $body:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $inner(
+                        nb: usize,
+                        w: *const u8,
+                        w_stride: usize,
+                        rows: usize,
+                        a: *const u8,
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        // SAFETY: forwarded contract (rows × cols rows of whole blocks behind
+                        // the pointers, out holds the tile); features enabled here.
+                        unsafe {
+                            tile::tile_driver!(
+                                $body, $mac, $tile_r, $tile_c,
+                                nb, w, w_stride, rows, a, a_stride, cols, out, out_stride
+                            )
+                        }
+                    }
+                    gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes);
+                };
             }
 
             gemm_tile!(gemm_q4_0_q8_0, gemm_q4_0_tf, q4_0, 32, 18, 34);
             gemm_tile!(gemm_q8_0_q8_0, gemm_q8_0_tf, q8_0, 32, 34, 34);
             gemm_tile!(gemm_q4_k_q8_k, gemm_q4_k_tf, q4_k, 256, 144, 292);
             gemm_tile!(gemm_q6_k_q8_k, gemm_q6_k_tf, q6_k, 256, 210, 292);
+            gemm_tile!(float: gemm_f16, gemm_f16_tf, F16, 2);
+            gemm_tile!(float: gemm_bf16, gemm_bf16_tf, Bf16, 2);
+            gemm_tile!(float: gemm_f32, gemm_f32_tf, F32, 4);
 
             use crate::kernels::{ActKernels, DotKernels, GemmKernels, Kernels};
 
@@ -187,6 +219,9 @@ macro_rules! x86_variant {
                         q8_0: Some(gemm_q8_0_q8_0),
                         q4_k: Some(gemm_q4_k_q8_k),
                         q6_k: Some(gemm_q6_k_q8_k),
+                        f16: Some(gemm_f16),
+                        bf16: Some(gemm_bf16),
+                        f32: Some(gemm_f32),
                         ..base.gemm
                     },
                     act: ActKernels {
