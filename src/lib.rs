@@ -4,8 +4,17 @@
 //! - [`dtype`]: ggml's tensor types and their block geometry;
 //! - [`gguf`]: reading (mmap, zero-copy, validated) and writing (streaming, atomic) GGUF files;
 //! - [`quant`]: ggml's block formats, bit-exact reference quantize/dequantize;
-//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes.
-//! - [`npy`]: NumPy `.npy` files (dumps and reference outputs).
+//! - [`quantize`]: the `llava-quantize` pipeline and the per-tensor type rules of the K mixes;
+//! - [`bench`]: `llava bench`, throughput in the manner of `llama-bench`;
+//! - [`convert`]: the `llava-convert` pipeline (Hugging Face LLaVA checkpoints → LLM + mmproj GGUF);
+//! - [`npy`]: NumPy `.npy` files (dumps and reference outputs);
+//! - [`ops`]: the tensor operations models are built from (norms, rope, attention, activations);
+//! - [`model_file`]: typed metadata and shape-checked tensor views of a model file;
+//! - [`tokenizer`]: the SentencePiece-BPE tokenizer from GGUF metadata;
+//! - [`llm`]: the LLaMA-family decoder and its sessions (KV cache, tokens or embeddings in);
+//! - [`prompt`], [`sampler`], [`generate`], [`chat`]: prompts of text and image embeddings,
+//!   sampling, generation with stop strings, chat templates;
+//! - [`vision`]: images to embeddings (decoding, exact preprocessing, CLIP, connector).
 //!
 //! Reading one row of a tensor (the example in the README):
 //!
@@ -25,11 +34,23 @@
 //! # }
 //! ```
 
+pub mod bench;
+pub mod chat;
+pub mod chat_session;
+pub mod convert;
 pub mod dtype;
+pub mod generate;
 pub mod gguf;
 pub mod kernels;
+pub mod llm;
+pub mod model_file;
 pub mod npy;
+pub mod ops;
+pub mod prompt;
 pub mod quant;
 pub mod quantize;
+pub mod sampler;
+pub mod tokenizer;
+pub mod vision;
 
 pub use dtype::GgmlType;

@@ -1,0 +1,88 @@
+//! One batch of consecutive positions through the decoder, as llama.cpp's `build_llama`:
+//!
+//! ```text
+//! x = input embeddings
+//! per layer: h = rms_norm(x)·attn_norm; q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ; rope(q, k);
+//!            cache k, v; a = attention(q, cache, causal)·Woᵀ; x += a;
+//!            h = rms_norm(x)·ffn_norm; x += (silu(h·Wgateᵀ) ⊙ h·Wupᵀ)·Wdownᵀ
+//! hidden = rms_norm(x)·output_norm; logits = hidden·Woutputᵀ (for the rows asked)
+//! ```
+
+use super::trace::{Trace, record};
+use super::{KvCache, LlamaModel, LlmError};
+use crate::kernels::kernels;
+use crate::ops::{self, AttentionParams};
+
+/// Runs `x` ([n × n_embd], the embeddings of positions `pos .. pos + n`) through every layer,
+/// storing keys and values in `cache`, and returns the final-norm hidden states of the rows
+/// from `first_out` on ([(n - first_out) × n_embd]).
+pub(crate) fn forward(
+    model: &LlamaModel,
+    cache: &mut KvCache,
+    pos: usize,
+    mut x: Vec<f32>,
+    first_out: usize,
+    mut trace: Option<&mut Trace>,
+) -> Result<Vec<f32>, LlmError> {
+    let c = model.config();
+    let w = model.weights();
+    let file = model.file();
+    let k = kernels();
+    let d = c.n_embd;
+    let n = x.len() / d;
+    let positions: Vec<usize> = (pos..pos + n).collect();
+    let attn = AttentionParams::new(c.n_head, c.n_head_kv, c.head_dim).causal();
+    record(&mut trace, || "inp_embd".into(), pos, d, &x);
+
+    let mut h = vec![0f32; n * d];
+    for (il, lw) in w.layers.iter().enumerate() {
+        ops::rms_norm(&x, &lw.attn_norm, c.rms_eps, &mut h)?;
+        record(&mut trace, || format!("attn_norm-{il}"), pos, d, &h);
+        let mut q = ops::linear(k, &lw.wq.view(file)?, None, &h)?;
+        let mut kc = ops::linear(k, &lw.wk.view(file)?, None, &h)?;
+        let vc = ops::linear(k, &lw.wv.view(file)?, None, &h)?;
+        ops::rope(&mut q, c.n_head, c.head_dim, &positions, &c.rope)?;
+        ops::rope(&mut kc, c.n_head_kv, c.head_dim, &positions, &c.rope)?;
+        record(&mut trace, || format!("Qcur-{il}"), pos, d, &q);
+        record(&mut trace, || format!("Kcur-{il}"), pos, c.kv_width(), &kc);
+        record(&mut trace, || format!("Vcur-{il}"), pos, c.kv_width(), &vc);
+        cache.write(il, pos, &kc, &vc);
+
+        let mut a = vec![0f32; n * d];
+        let (kr, vr) = cache.rows(il, pos + n);
+        ops::attention(&q, kr, vr, pos + n, &attn, &mut a)?;
+        record(&mut trace, || format!("kqv_out-{il}"), pos, d, &a);
+        let o = ops::linear(k, &lw.wo.view(file)?, None, &a)?;
+        record(&mut trace, || format!("attn_out-{il}"), pos, d, &o);
+        ops::add_in_place(&mut x, &o)?;
+        record(&mut trace, || format!("ffn_inp-{il}"), pos, d, &x);
+
+        ops::rms_norm(&x, &lw.ffn_norm, c.rms_eps, &mut h)?;
+        record(&mut trace, || format!("ffn_norm-{il}"), pos, d, &h);
+        let mut gate = ops::linear(k, &lw.w_gate.view(file)?, None, &h)?;
+        let up = ops::linear(k, &lw.w_up.view(file)?, None, &h)?;
+        ops::swiglu(&mut gate, &up)?;
+        let down = ops::linear(k, &lw.w_down.view(file)?, None, &gate)?;
+        record(&mut trace, || format!("ffn_out-{il}"), pos, d, &down);
+        ops::add_in_place(&mut x, &down)?;
+        record(&mut trace, || format!("l_out-{il}"), pos, d, &x);
+    }
+
+    let rows = &x[first_out * d..];
+    let mut hidden = vec![0f32; rows.len()];
+    ops::rms_norm(rows, &w.output_norm, c.rms_eps, &mut hidden)?;
+    record(
+        &mut trace,
+        || "result_norm".into(),
+        pos + first_out,
+        d,
+        &hidden,
+    );
+    Ok(hidden)
+}
+
+/// Logits of hidden rows ([m × n_embd] → [m × n_vocab]).
+pub(crate) fn logits(model: &LlamaModel, hidden: &[f32]) -> Result<Vec<f32>, LlmError> {
+    let out = model.weights().output.view(model.file())?;
+    Ok(ops::linear(kernels(), &out, None, hidden)?)
+}

@@ -1,0 +1,126 @@
+//! The LLaMA-family decoder (LLaMA, Vicuna, Mistral with grouped-query attention, Yi) from a
+//! GGUF file: RMSNorm, rope, causal grouped-query attention over a KV cache, SwiGLU FFN.
+//!
+//! - [`config`]: hyper-parameters from metadata;
+//! - [`weights`]: tensors located in the file (never copied);
+//! - [`kv_cache`]: f16 or f32 keys/values for `n_ctx` positions;
+//! - [`forward`]: one batch of positions through every layer;
+//! - [`session`]: a model plus a cache: evaluate tokens or embeddings at the current position;
+//! - [`trace`]: named intermediates (llama.cpp's names) for dumps.
+
+pub mod config;
+pub mod forward;
+pub mod kv_cache;
+pub mod session;
+pub mod trace;
+pub mod weights;
+
+use std::path::Path;
+
+pub use config::LlmConfig;
+pub use kv_cache::{CacheType, KvCache};
+pub use session::{Evaluated, Output, Session};
+pub use trace::{Trace, TracedTensor};
+pub use weights::{LayerWeights, LlmWeights};
+
+use crate::gguf::GgufFile;
+use crate::kernels::KernelError;
+use crate::model_file::ModelFileError;
+use crate::ops::OpError;
+
+/// Why a model could not be loaded or evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error(transparent)]
+    File(#[from] ModelFileError),
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(
+        "context full: {n_new} more position(s) after the {n_past} used need {needed}, but the \
+         context holds {n_ctx} (raise -c or shorten the prompt)"
+    )]
+    ContextFull {
+        n_past: usize,
+        n_new: usize,
+        needed: usize,
+        n_ctx: usize,
+    },
+    #[error(
+        "the prompt is {n_prompt} positions long but the context holds {n_ctx} ({n_past} already \
+         used): raise -c (--ctx-size) or shorten the prompt"
+    )]
+    PromptTooLong {
+        n_past: usize,
+        n_prompt: usize,
+        n_ctx: usize,
+    },
+    #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
+    BadToken { id: u32, n_vocab: usize },
+    #[error("a KV cache for a context of {n_ctx} positions {detail}: lower -c")]
+    CacheTooLarge { n_ctx: usize, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A loaded decoder: the file (mmap), its configuration and where its weights are.
+pub struct LlamaModel {
+    file: GgufFile,
+    config: LlmConfig,
+    weights: LlmWeights,
+}
+
+impl LlamaModel {
+    /// Opens and checks the model at `path` (weights stay in the file's mmap).
+    pub fn load(path: impl AsRef<Path>) -> Result<LlamaModel, LlmError> {
+        let path = path.as_ref();
+        let file = GgufFile::open(path).map_err(|e| match e {
+            // I/O errors name the path already; parse errors do not.
+            e @ crate::gguf::GgufError::Io { .. } => ModelFileError::from(e),
+            e => ModelFileError::Invalid {
+                file: path.display().to_string(),
+                what: e.to_string(),
+            },
+        })?;
+        LlamaModel::from_file(file)
+    }
+
+    pub fn from_file(file: GgufFile) -> Result<LlamaModel, LlmError> {
+        let config = LlmConfig::from_gguf(&file)?;
+        let weights = LlmWeights::from_gguf(&file, &config)?;
+        Ok(LlamaModel {
+            file,
+            config,
+            weights,
+        })
+    }
+
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    pub fn config(&self) -> &LlmConfig {
+        &self.config
+    }
+
+    pub fn weights(&self) -> &LlmWeights {
+        &self.weights
+    }
+
+    /// The input embedding of token `id` (a row of `token_embd`, dequantized).
+    pub fn embed_token(&self, id: u32, out: &mut [f32]) -> Result<(), LlmError> {
+        let n_vocab = self.config.n_vocab;
+        if id as usize >= n_vocab {
+            return Err(LlmError::BadToken { id, n_vocab });
+        }
+        let m = self.weights.token_embd.view(&self.file)?;
+        crate::model_file::dequantize_matrix_row(&m, id as usize, out)
+            .map_err(|e| LlmError::Invalid(format!("token_embd.weight row {id}: {e}")))
+    }
+
+    /// A new session with a KV cache of `n_ctx` positions.
+    pub fn session(&self, n_ctx: usize, cache_type: CacheType) -> Result<Session<'_>, LlmError> {
+        Session::new(self, n_ctx, cache_type)
+    }
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""llava-rs against llama.cpp, side by side on the same files and threads (issue 7).
+
+Runs llama.cpp's `llama-bench` and `llava bench` on each language model (pp and tg tests), and
+llama.cpp's `llama-mtmd-cli` and `llava bench --image-encode` on each mmproj, alternating the two
+runtimes test by test so that both see the same machine state, and prints a Markdown table of
+tokens/s (images/s for CLIP) with the ratio ours / llama.cpp. Nothing here builds llama.cpp:
+give it a build you made yourself (see BENCHMARKS.md for the flags used on the dev machine).
+
+    tools/bench_vs_llama_cpp.py --llama-cpp-bin LLAMA_CPP/build/bin \\
+        --model models/local/llava-1.5-7b-random-q4_k_m.gguf --model models/local/llava-1.5-7b-random-q4_0.gguf \\
+        --mmproj models/local/mmproj-llava-1.5-7b-random-f16.gguf --mmproj-llm models/local/llava-1.5-7b-random-q4_k_m.gguf \\
+        -t 2 -r 5
+
+Also prints the machine's two-thread memory read bandwidth bound for decode when --bandwidth-gbs
+is given (measure it with `cargo bench --bench kernels -- bandwidth`).
+"""
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_ENCODE_RE = re.compile(r"(?:image slice encoded in|mtmd batch encoding done in)\s+(\d+)\s*ms")
+
+
+def run(cmd):
+    print("$ " + " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"failed ({out.returncode}): {' '.join(map(str, cmd))}\n{out.stderr[-4000:]}")
+    return out
+
+
+def llama_bench(bin_dir, model, test, n, threads, reps):
+    p, g = (n, 0) if test == "pp" else (0, n)
+    out = run([bin_dir / "llama-bench", "-m", model, "-p", str(p), "-n", str(g), "-t", str(threads),
+               "-r", str(reps), "-o", "json"])
+    rows = json.loads(out.stdout)
+    return rows[0]["avg_ts"], rows[0]["stddev_ts"]
+
+
+def llava_bench(llava, model, test, n, threads, reps):
+    p, g = (n, 0) if test == "pp" else (0, n)
+    out = run([llava, "bench", "-m", model, "-p", str(p), "-n", str(g), "-t", str(threads),
+               "-r", str(reps), "--json"])
+    rows = json.loads(out.stdout)
+    return rows[0]["avg_ts"], rows[0]["stddev_ts"]
+
+
+def mtmd_image(bin_dir, llm, mmproj, image, threads, reps):
+    rates = []
+    for i in range(reps + 1):  # the first run warms up
+        out = run([bin_dir / "llama-mtmd-cli", "-m", llm, "--mmproj", mmproj, "--image", image,
+                   "-p", "Describe the image.", "-n", "1", "-t", str(threads), "--temp", "0",
+                   "--chat-template", "vicuna"])
+        m = IMAGE_ENCODE_RE.findall(out.stdout + out.stderr)
+        if not m:
+            sys.exit("llama-mtmd-cli printed no image encode time")
+        if i > 0:
+            rates.append(1000.0 / max(float(m[-1]), 0.5))  # llama.cpp prints whole ms
+    return statistics.mean(rates), (statistics.stdev(rates) if len(rates) > 1 else 0.0)
+
+
+def llava_image(llava, mmproj, threads, reps):
+    out = run([llava, "bench", "--mmproj", mmproj, "--image-encode", "-p", "0", "-n", "0",
+               "-t", str(threads), "-r", str(reps), "--json"])
+    row = [r for r in json.loads(out.stdout) if r["test"] == "image"][0]
+    return row["avg_ts"], row["stddev_ts"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--llama-cpp-bin", type=Path, required=True, help="llama.cpp's build/bin")
+    ap.add_argument("--llava", type=Path, default=ROOT / "target" / "release" / "llava")
+    ap.add_argument("--model", type=Path, action="append", default=[], help="language model GGUF (repeatable)")
+    ap.add_argument("--mmproj", type=Path, action="append", default=[], help="mmproj GGUF (repeatable)")
+    ap.add_argument("--mmproj-llm", type=Path, help="a language model matching the mmproj (llama-mtmd-cli needs one)")
+    ap.add_argument("-p", "--n-prompt", type=int, default=512)
+    ap.add_argument("-n", "--n-gen", type=int, default=128)
+    ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("-r", "--repetitions", type=int, default=5)
+    ap.add_argument("--bandwidth-gbs", type=float, help="two-thread read bandwidth, for the decode bound")
+    args = ap.parse_args()
+    if not args.llava.exists():
+        sys.exit(f"{args.llava} is missing: cargo build --release")
+    if args.mmproj and not args.mmproj_llm:
+        sys.exit("--mmproj needs --mmproj-llm (llama-mtmd-cli loads a language model too)")
+
+    rows = []
+    for model in args.model:
+        for test, n in (("pp", args.n_prompt), ("tg", args.n_gen)):
+            theirs = llama_bench(args.llama_cpp_bin, model, test, n, args.threads, args.repetitions)
+            ours = llava_bench(args.llava, model, test, n, args.threads, args.repetitions)
+            extra = ""
+            if test == "tg" and args.bandwidth_gbs:
+                bound = args.bandwidth_gbs * 1e9 / model.stat().st_size
+                extra = f"{ours[0] / bound:.0%} of {bound:.2f} t/s"
+            rows.append((model.name, f"{test}{n}", theirs, ours, extra))
+    if args.mmproj:
+        with tempfile.TemporaryDirectory() as tmp:
+            image = Path(tmp) / "bench.png"
+            from PIL import Image  # only needed for the image test
+
+            Image.new("RGB", (336, 336), (120, 60, 200)).save(image)
+            for mmproj in args.mmproj:
+                theirs = mtmd_image(args.llama_cpp_bin, args.mmproj_llm, mmproj, image, args.threads, args.repetitions)
+                ours = llava_image(args.llava, mmproj, args.threads, args.repetitions)
+                rows.append((mmproj.name, "image", theirs, ours, ""))
+
+    print(f"| file | test | llama.cpp (t/s) | llava-rs (t/s) | ours / llama.cpp | decode bound |")
+    print("|---|---|---:|---:|---:|---|")
+    for name, test, (t_avg, t_sd), (o_avg, o_sd), extra in rows:
+        print(f"| {name} | {test} | {t_avg:.2f} ± {t_sd:.2f} | {o_avg:.2f} ± {o_sd:.2f} | {o_avg / t_avg:.2f}× | {extra} |")
+    print(f"\n{args.threads} threads, {args.repetitions} repetitions; image rows are images/s.")
+
+
+if __name__ == "__main__":
+    main()
