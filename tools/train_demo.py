@@ -51,7 +51,7 @@ STAGES = {
     # stage: (steps, peak learning rate, batch size)
     0: (2000, 2e-3, 32),
     1: (300, 3e-3, 24),
-    2: (3000, 2e-3, 24),
+    2: (6000, 2e-3, 24),
 }
 
 
