@@ -22,10 +22,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import gguf, numpy, sentencepiece" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import gguf, numpy, sentencepiece, PIL" >/dev/null 2>&1; then
   echo "tools/test.sh: creating .venv with the gguf package" >&2
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "gguf==0.19.0" "numpy<3" "sentencepiece"
+  .venv/bin/pip install -q --disable-pip-version-check "gguf==0.19.0" "numpy<3" "sentencepiece" "pillow==13.0.0"
 fi
 export LLAVA_PYTHON="$PWD/.venv/bin/python"
 
