@@ -241,6 +241,43 @@ fn missing_shard() {
     assert_mentions(&err, &[&shard, "model.safetensors.index.json"]);
 }
 
+/// A `.bin` checkpoint sharded with `pytorch_model.bin.index.json` loads like the single file,
+/// and an index that places a tensor in a shard that lacks it is an error naming both.
+#[test]
+fn sharded_bin_checkpoint_and_an_index_that_lies() {
+    let dir = temp_dir();
+    let model = copy_fixture("llava15-orig", dir.path());
+    let single = llava::convert::load_weights(&model).unwrap();
+    let names: Vec<String> = single.names().map(str::to_owned).collect();
+    let shard = "pytorch_model-00001-of-00001.bin";
+    std::fs::rename(model.join("pytorch_model.bin"), model.join(shard)).unwrap();
+    let write_index = |extra: Option<&str>| {
+        let mut map = serde_json::Map::new();
+        for n in names.iter().map(String::as_str).chain(extra) {
+            map.insert(n.to_owned(), Value::String(shard.to_owned()));
+        }
+        let index = serde_json::json!({ "metadata": {}, "weight_map": map });
+        std::fs::write(
+            model.join("pytorch_model.bin.index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+    };
+    write_index(None);
+    let sharded = llava::convert::load_weights(&model).unwrap();
+    assert_eq!(sharded.names().collect::<Vec<_>>(), names);
+    for n in &names {
+        assert_eq!(
+            sharded.tensor_f32(n).unwrap(),
+            single.tensor_f32(n).unwrap(),
+            "{n}"
+        );
+    }
+    write_index(Some("model.layers.9.mlp.up_proj.weight"));
+    let err = convert_err(&model, Some(&fixture("llava15-orig-clip")), dir.path());
+    assert_mentions(&err, &[shard, "model.layers.9.mlp.up_proj.weight"]);
+}
+
 #[test]
 fn nan_or_inf_in_a_weight_names_the_tensor_and_leaves_no_file() {
     for (tensor, bits) in [(UP, 0x7e00u16), (FC1, 0x7c00), (FC1, 0x7e00)] {

@@ -6,7 +6,6 @@
 //! header fits in the file, every dtype is known, every range lies in the data and holds exactly
 //! shape × dtype bytes, and ranges do not overlap.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
@@ -149,50 +148,4 @@ fn parse_entry(name: &str, entry: &Value, data_len: usize) -> Result<Entry, Stri
         ));
     }
     Ok((begin as usize, end as usize, dtype, shape))
-}
-
-/// Loads a sharded checkpoint from its index (`weight_map`: tensor name → shard file name).
-pub fn load_index(store: &mut TensorStore, index: &Path) -> Result<(), ConvertError> {
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let text = std::fs::read(index).map_err(|e| ConvertError::io(index, e))?;
-    let json: Value = serde_json::from_slice(&text)
-        .map_err(|e| ConvertError::format(index, format!("not valid JSON: {e}")))?;
-    let map = json
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| ConvertError::format(index, "no `weight_map` object"))?;
-    // shard file -> tensors the index places there
-    let mut shards: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (tensor, shard) in map {
-        let shard = shard.as_str().ok_or_else(|| {
-            ConvertError::format(index, format!("weight_map[{tensor}] is not a string"))
-        })?;
-        if shard.contains('/') || shard.contains('\\') || shard == ".." {
-            return Err(ConvertError::format(
-                index,
-                format!("shard name {shard:?} (for {tensor}) is not a plain file name"),
-            ));
-        }
-        shards.entry(shard).or_default().push(tensor);
-    }
-    for (shard, tensors) in shards {
-        let path = dir.join(shard);
-        if !path.is_file() {
-            return Err(ConvertError::MissingShard {
-                index: index.to_owned(),
-                shard: path,
-                tensor: tensors[0].to_owned(),
-            });
-        }
-        let names = load_file(store, &path)?;
-        for t in tensors {
-            if !names.iter().any(|n| n == t) {
-                return Err(ConvertError::format(
-                    &path,
-                    format!("the index places tensor {t} here but the shard does not hold it"),
-                ));
-            }
-        }
-    }
-    Ok(())
 }

@@ -3,10 +3,7 @@
 //! `<archive>/data/<key>` per storage. Tensors become views into those entries. The legacy
 //! (pre-1.6) format is a bare pickle stream and is refused.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-
-use serde_json::Value as Json;
 
 use super::error::ConvertError;
 use super::pickle::{self, TensorRef, Value};
@@ -120,44 +117,4 @@ fn locate(t: &TensorRef, begin: usize, end: usize) -> Result<(usize, usize), Str
             end - begin
         )),
     }
-}
-
-/// Loads a sharded `.bin` checkpoint from `pytorch_model.bin.index.json`.
-pub fn load_index(store: &mut TensorStore, index: &Path) -> Result<(), ConvertError> {
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let text = std::fs::read(index).map_err(|e| ConvertError::io(index, e))?;
-    let json: Json = serde_json::from_slice(&text)
-        .map_err(|e| ConvertError::format(index, format!("not valid JSON: {e}")))?;
-    let map = json
-        .get("weight_map")
-        .and_then(Json::as_object)
-        .ok_or_else(|| ConvertError::format(index, "no `weight_map` object"))?;
-    let mut shards: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (tensor, shard) in map {
-        let shard = shard
-            .as_str()
-            .filter(|s| !s.contains(['/', '\\']) && *s != "..")
-            .ok_or_else(|| {
-                ConvertError::format(index, format!("weight_map[{tensor}] is not a file name"))
-            })?;
-        shards.entry(shard).or_default().push(tensor);
-    }
-    for (shard, tensors) in shards {
-        let path = dir.join(shard);
-        if !path.is_file() {
-            return Err(ConvertError::MissingShard {
-                index: index.to_owned(),
-                shard: path,
-                tensor: tensors[0].to_owned(),
-            });
-        }
-        let names = load_file(store, &path)?;
-        if let Some(t) = tensors.iter().find(|t| !names.iter().any(|n| n == *t)) {
-            return Err(ConvertError::format(
-                &path,
-                format!("the index places tensor {t} here but the shard does not hold it"),
-            ));
-        }
-    }
-    Ok(())
 }
