@@ -2,6 +2,9 @@
 //! prompt's tokens, every position's logits and the greedy tokens in the `--dump` files equal
 //! transformers' references; streamed text equals the reference text; errors are clear.
 
+mod compare;
+use compare::rel_err;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -38,14 +41,6 @@ fn text_case() -> Value {
         .find(|c| c["name"] == "text")
         .unwrap()
         .clone()
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let m = b.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
-    a.iter()
-        .zip(b)
-        .fold(0f64, |e, (&x, &y)| e.max((x as f64 - y as f64).abs()))
-        / m
 }
 
 #[test]

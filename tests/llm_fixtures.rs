@@ -11,6 +11,9 @@
 //! With Q8_0 (converter) and Q4_K_M (llava-quantize) weights, and with the f16 KV cache, the
 //! error and the top-1 agreement with the reference are printed (run with --nocapture).
 
+mod compare;
+use compare::rel_err;
+
 use std::path::{Path, PathBuf};
 
 use llava::convert::{ConvertOptions, OutType, convert};
@@ -72,15 +75,6 @@ fn cases(fixture: &str) -> Vec<Case> {
             image_embeds: f32s(c, "image_embeds").1,
         })
         .collect()
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let m = b.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
-    a.iter()
-        .zip(b)
-        .fold(0f64, |e, (&x, &y)| e.max((x as f64 - y as f64).abs()))
-        / m
 }
 
 fn argmax(v: &[f32]) -> usize {

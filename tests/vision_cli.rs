@@ -3,6 +3,9 @@
 //! equal transformers' references; `/image PATH` in `-i` encodes a file once; bad images and
 //! placeholder counts give clear errors.
 
+mod compare;
+use compare::rel_err;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -38,15 +41,6 @@ fn converted(name: &str, dir: &Path) -> (String, String) {
         out.llm_path.to_str().unwrap().to_owned(),
         out.mmproj_path.to_str().unwrap().to_owned(),
     )
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let m = b.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
-    a.iter()
-        .zip(b)
-        .fold(0f64, |e, (&x, &y)| e.max(f64::from(x - y).abs()))
-        / m
 }
 
 /// Runs one prompt with images and checks the dump against case `case` of `fixture`.

@@ -3,6 +3,9 @@
 //! for every image case: pixel values, CLIP features at the feature layer, the embeddings
 //! spliced into the language model, and the image-token counts.
 
+mod compare;
+use compare::rel_err;
+
 use std::path::{Path, PathBuf};
 
 use llava::convert::{ConvertOptions, OutType, convert};
@@ -15,20 +18,6 @@ const TOLERANCE: f64 = 1e-4;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// max |a - b| / max |b|.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths");
-    let max_ref = b
-        .iter()
-        .fold(0f64, |m, &v| m.max(f64::from(v).abs()))
-        .max(1e-30);
-    let max_diff = a
-        .iter()
-        .zip(b)
-        .fold(0f64, |m, (&x, &y)| m.max(f64::from(x - y).abs()));
-    max_diff / max_ref
 }
 
 struct Fixture {

@@ -2,6 +2,9 @@
 //! llava15-orig fixture (tests/fixtures/llama.cpp/), the same file without
 //! `clip.projector_type` (older converters did not write it), and broken variants.
 
+mod compare;
+use compare::rel_err;
+
 use std::path::{Path, PathBuf};
 
 use llava::gguf::{GgufFile, GgufValue, GgufWriter};
@@ -15,16 +18,6 @@ fn fixtures() -> PathBuf {
 
 fn legacy() -> PathBuf {
     fixtures().join("llama.cpp/mmproj-llava15-orig-legacy-f16.gguf")
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let max_ref = b.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
-    let max_diff = a
-        .iter()
-        .zip(b)
-        .fold(0f64, |m, (&x, &y)| m.max(f64::from(x - y).abs()));
-    max_diff / max_ref
 }
 
 /// Copies `src` to `dst`, leaving out metadata `drop_key` and tensor `drop_tensor`, and

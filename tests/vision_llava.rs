@@ -5,6 +5,9 @@
 //! the processor's `input_ids`; hidden states at every position and the last logits within 1e-4
 //! relative; 16 greedy tokens identical.
 
+mod compare;
+use compare::rel_err;
+
 use std::path::{Path, PathBuf};
 
 use llava::convert::{ConvertOptions, OutType, convert};
@@ -22,19 +25,6 @@ const TOLERANCE: f64 = 1e-4;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths");
-    let max_ref = b
-        .iter()
-        .fold(0f64, |m, &v| m.max(f64::from(v).abs()))
-        .max(1e-30);
-    let max_diff = a
-        .iter()
-        .zip(b)
-        .fold(0f64, |m, (&x, &y)| m.max(f64::from(x - y).abs()));
-    max_diff / max_ref
 }
 
 fn argmax(v: &[f32]) -> u32 {
