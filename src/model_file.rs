@@ -145,25 +145,11 @@ fn describe(value: &GgufValue) -> String {
         GgufValue::String(s) if s.len() > 40 => {
             format!("string {:?}…", &s[..s.floor_char_boundary(40)])
         }
-        other => format!("{} {}", other.value_type(), brief(other)),
-    }
-}
-
-fn brief(value: &GgufValue) -> String {
-    match value {
-        GgufValue::U8(v) => v.to_string(),
-        GgufValue::I8(v) => v.to_string(),
-        GgufValue::U16(v) => v.to_string(),
-        GgufValue::I16(v) => v.to_string(),
-        GgufValue::U32(v) => v.to_string(),
-        GgufValue::I32(v) => v.to_string(),
-        GgufValue::U64(v) => v.to_string(),
-        GgufValue::I64(v) => v.to_string(),
-        GgufValue::F32(v) => v.to_string(),
-        GgufValue::F64(v) => v.to_string(),
-        GgufValue::Bool(v) => v.to_string(),
-        GgufValue::String(s) => format!("{s:?}"),
-        GgufValue::Array(a) => format!("[{} items]", a.len()),
+        other => format!(
+            "{} {}",
+            other.value_type(),
+            crate::gguf::inspect::format_value(other, false)
+        ),
     }
 }
 
