@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null || missing+=(libclang-dev)
+# (libclang itself: libclang-cpp, which some images carry alone, does not serve bindgen)
+compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null || compgen -G "/usr/lib/*/libclang-[0-9]*.so*" >/dev/null || missing+=(libclang-dev)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "tools/test.sh: installing ${missing[*]}" >&2

@@ -2,11 +2,9 @@
 //!
 //! [`matmul`]: `Y = X·Wᵀ` for a weight matrix `W` [rows × k] of any type with a dot kernel (as
 //! stored in GGUF, zero-copy from the mmap) and f32 activations `X` [n × k], giving `Y`
-//! [n × rows], all row-major. Each row of X is converted once to the paired activation type.
-//! For n = 1 (decoding) the weight rows are split in chunks of about [`DECODE_CHUNK_BYTES`]
-//! processed in parallel with rayon; for n > 1 the work is cut in tiles of
-//! [`ROW_TILE`] weight rows × [`TOKEN_TILE`] tokens, parallel over row tiles, so each weight
-//! block is read from memory once per tile of tokens (and stays in cache across it).
+//! [n × rows], all row-major. Each row of X is converted once to the paired activation type,
+//! then n = 1 (decoding, bound by memory bandwidth) goes to [`super::decode`] and n > 1
+//! (prompts, image tokens: bound by compute) to the GEMM tiles of [`super::gemm`].
 //!
 //! Attention uses [`matmul_f32`] (`Q·Kᵀ` with f32 K), [`matmul_f16`] (K or Vᵀ stored as f16,
 //! dotted in F16 as ggml does) and [`matmul_nn_f32`] (`P·V`, V not transposed).
@@ -18,15 +16,6 @@ use rayon::prelude::*;
 
 use super::{KernelError, Kernels, activation_type, bytes_of};
 use crate::GgmlType;
-
-/// Weight rows per tile for n > 1: 64 rows of a 4096-wide Q4_K row are 147 KiB, which stay
-/// in L2 while a tile of tokens streams past them.
-pub const ROW_TILE: usize = 64;
-/// Tokens per tile for n > 1: 32 Q8_K rows of 4096 are 146 KiB.
-pub const TOKEN_TILE: usize = 32;
-/// Target bytes of weights per parallel task for n = 1: small enough for many tasks (load
-/// balance), large enough to amortise scheduling.
-pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
 
 /// A weight matrix `[rows × k]` of type `ty` in ggml's layout: `rows` rows of `k` elements,
 /// each `row_bytes` long, back to back (e.g. a tensor's bytes in a GGUF mmap).
@@ -166,84 +155,10 @@ pub fn matmul(
     let acts = quantize_rows(kernels, act_type, x, k, act_row_bytes)?;
 
     if n == 1 {
-        let chunk_rows = (DECODE_CHUNK_BYTES / w.row_bytes).clamp(1, 256);
-        y.par_chunks_mut(chunk_rows)
-            .enumerate()
-            .for_each(|(chunk, out)| {
-                let first = chunk * chunk_rows;
-                for (i, v) in out.iter_mut().enumerate() {
-                    let row = &w.data[(first + i) * w.row_bytes..(first + i + 1) * w.row_bytes];
-                    *v = dot(k, row, &acts);
-                }
-            });
+        super::decode::matmul_decode(dot, w, &acts, y);
         return Ok(());
     }
-
-    // Yᵀ [rows × n], cut in row tiles owned by one task each, then transposed into Y.
-    let mut y_t = vec![0f32; rows * n];
-    let tiles: Result<(), KernelError> =
-        y_t.par_chunks_mut(ROW_TILE * n)
-            .enumerate()
-            .try_for_each(|(tile, out)| {
-                let first_row = tile * ROW_TILE;
-                let tile_rows = out.len() / n;
-                let w_tile =
-                    &w.data[first_row * w.row_bytes..(first_row + tile_rows) * w.row_bytes];
-                for first_token in (0..n).step_by(TOKEN_TILE) {
-                    let cols = TOKEN_TILE.min(n - first_token);
-                    let a_tile =
-                        &acts[first_token * act_row_bytes..(first_token + cols) * act_row_bytes];
-                    kernels.gemm_tile(
-                        w.ty,
-                        k,
-                        w_tile,
-                        w.row_bytes,
-                        tile_rows,
-                        a_tile,
-                        act_row_bytes,
-                        cols,
-                        &mut out[first_token..],
-                        n,
-                    )?;
-                }
-                Ok(())
-            });
-    tiles?;
-    transpose_into(&y_t, rows, n, y);
-    Ok(())
-}
-
-/// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows]: parallel over
-/// chunks of 32 `dst` rows; within one, 8 `src` rows at a time, so each `dst` row gets 8
-/// consecutive values per pass and the 8 source stripes stay in L1.
-fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const BLOCK: usize = 32;
-    const BAND: usize = 8;
-    dst.par_chunks_mut(BLOCK * rows)
-        .enumerate()
-        .for_each(|(cb, out)| {
-            let c0 = cb * BLOCK;
-            let width = out.len() / rows;
-            let full = rows / BAND * BAND;
-            for r0 in (0..full).step_by(BAND) {
-                let stripes: [&[f32]; BAND] =
-                    std::array::from_fn(|i| &src[(r0 + i) * cols + c0..][..width]);
-                for (dc, row) in out.chunks_exact_mut(rows).enumerate() {
-                    let o: &mut [f32; BAND] = (&mut row[r0..r0 + BAND])
-                        .try_into()
-                        .expect("a band of BAND values");
-                    for (v, stripe) in o.iter_mut().zip(&stripes) {
-                        *v = stripe[dc];
-                    }
-                }
-            }
-            for r in full..rows {
-                let stripe = &src[r * cols + c0..][..width];
-                for (row, &v) in out.chunks_exact_mut(rows).zip(stripe) {
-                    row[r] = v;
-                }
-            }
-        });
+    super::gemm::matmul_tiled(kernels, w, &acts, act_row_bytes, n, y)
 }
 
 /// `Y = X·Wᵀ` with f16 weights (e.g. a K cache stored as f16): `w` holds `rows` rows of `k`

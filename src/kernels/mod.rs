@@ -21,6 +21,8 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod decode;
+mod gemm;
 pub mod matmul;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,91 @@
+//! The n > 1 side of [`super::matmul`] (prompt processing, image tokens): the work is cut in
+//! tiles of [`ROW_TILE`] weight rows × [`TOKEN_TILE`] tokens, parallel over row tiles, so each
+//! weight block is read from memory once per tile of tokens (and stays in cache across it).
+
+use rayon::prelude::*;
+
+use super::matmul::QuantMatrix;
+use super::{KernelError, Kernels};
+
+/// Weight rows per tile for n > 1: 64 rows of a 4096-wide Q4_K row are 147 KiB, which stay
+/// in L2 while a tile of tokens streams past them.
+pub const ROW_TILE: usize = 64;
+/// Tokens per tile for n > 1: 32 Q8_K rows of 4096 are 146 KiB.
+pub const TOKEN_TILE: usize = 32;
+
+/// `Y = X·Wᵀ` for `n > 1` rows whose activations `acts` (`n` rows of `act_row_bytes`) are
+/// already converted to the weight type's activation type. The caller checked the shapes.
+pub(super) fn matmul_tiled(
+    kernels: &Kernels,
+    w: &QuantMatrix<'_>,
+    acts: &[u8],
+    act_row_bytes: usize,
+    n: usize,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    let (rows, k, row_bytes, data) = (w.rows(), w.k(), w.row_bytes(), w.data());
+    // Yᵀ [rows × n], cut in row tiles owned by one task each, then transposed into Y.
+    let mut y_t = vec![0f32; rows * n];
+    let tiles: Result<(), KernelError> =
+        y_t.par_chunks_mut(ROW_TILE * n)
+            .enumerate()
+            .try_for_each(|(tile, out)| {
+                let first_row = tile * ROW_TILE;
+                let tile_rows = out.len() / n;
+                let w_tile = &data[first_row * row_bytes..(first_row + tile_rows) * row_bytes];
+                for first_token in (0..n).step_by(TOKEN_TILE) {
+                    let cols = TOKEN_TILE.min(n - first_token);
+                    let a_tile =
+                        &acts[first_token * act_row_bytes..(first_token + cols) * act_row_bytes];
+                    kernels.gemm_tile(
+                        w.ty(),
+                        k,
+                        w_tile,
+                        row_bytes,
+                        tile_rows,
+                        a_tile,
+                        act_row_bytes,
+                        cols,
+                        &mut out[first_token..],
+                        n,
+                    )?;
+                }
+                Ok(())
+            });
+    tiles?;
+    transpose_into(&y_t, rows, n, y);
+    Ok(())
+}
+
+/// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows]: parallel over
+/// chunks of 32 `dst` rows; within one, 8 `src` rows at a time, so each `dst` row gets 8
+/// consecutive values per pass and the 8 source stripes stay in L1.
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const BLOCK: usize = 32;
+    const BAND: usize = 8;
+    dst.par_chunks_mut(BLOCK * rows)
+        .enumerate()
+        .for_each(|(cb, out)| {
+            let c0 = cb * BLOCK;
+            let width = out.len() / rows;
+            let full = rows / BAND * BAND;
+            for r0 in (0..full).step_by(BAND) {
+                let stripes: [&[f32]; BAND] =
+                    std::array::from_fn(|i| &src[(r0 + i) * cols + c0..][..width]);
+                for (dc, row) in out.chunks_exact_mut(rows).enumerate() {
+                    let o: &mut [f32; BAND] = (&mut row[r0..r0 + BAND])
+                        .try_into()
+                        .expect("a band of BAND values");
+                    for (v, stripe) in o.iter_mut().zip(&stripes) {
+                        *v = stripe[dc];
+                    }
+                }
+            }
+            for r in full..rows {
+                let stripe = &src[r * cols + c0..][..width];
+                for (row, &v) in out.chunks_exact_mut(rows).zip(stripe) {
+                    row[r] = v;
+                }
+            }
+        });
+}
