@@ -96,7 +96,7 @@ LLAVA_GEN_RE = re.compile(r"generation (\d+) tokens")
 
 def next_job(cmd, count_re, reps):
     """Median wall time (s) of `reps` runs of one whole job, its spread, peak RSS, and the
-    tokens generated (the last eval count the tool printed)."""
+    tokens decoded one by one (llama.cpp counts "runs": the first token comes with the prompt)."""
     walls, rss, generated = [], 0.0, None
     for _ in range(reps):
         out = run(cmd)
@@ -166,7 +166,9 @@ def main():
             common = ["-m", args.model[0], "--mmproj", args.next_mmproj, "--image", image,
                       "-p", "Describe the image in detail.", "-n", "32", "-c", "4096",
                       "-t", str(args.threads), "--temp", "0", "--chat-template", "vicuna"]
-            theirs = next_job([args.llama_cpp_bin / "llama-mtmd-cli", *common], LLAMA_EVAL_RE, args.repetitions)
+            # -lv 4: llama-mtmd-cli prints libllama's eval counts only at that verbosity.
+            theirs = next_job([args.llama_cpp_bin / "llama-mtmd-cli", *common, "-lv", "4"], LLAMA_EVAL_RE,
+                              args.repetitions)
             ours = next_job([args.llava, *common], LLAVA_GEN_RE, args.repetitions)
             jobs.append((f"{args.model[0].name} + {args.next_mmproj.name}", "NeXT 672×672 + 32 tokens", theirs, ours))
 
