@@ -344,8 +344,9 @@ fn matmul_clip_ggml(bencher: Bencher, case: &Case) {
 }
 
 /// Bytes of distinct weights the DRAM-bound cases rotate through: far beyond any last-level
-/// cache (lscpu reports 480 MiB here), so every iteration streams its matrix from memory, as
-/// decoding does (each layer's weights are read once per token).
+/// cache (32 MiB of L3 on dev-2c-zen4, 480 MiB on the older Intel VM), so every iteration
+/// streams its matrix from memory, as decoding does (each layer's weights are read once per
+/// token).
 const DRAM_WORKING_SET: usize = 2 << 30;
 
 /// `count` copies of one weight matrix back to back, totalling at least [`DRAM_WORKING_SET`].
@@ -499,33 +500,131 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     }
 }
 
-/// Memory read bandwidth: a parallel sum of u64 words over [`DRAM_WORKING_SET`] bytes (far
-/// larger than any cache). Integer adds in 16 independent lanes keep it memory-bound: the
-/// same loop runs several times faster on cache-resident data.
+/// Memory read bandwidth, the reference for `matmul_dram_*`: every byte of a buffer far beyond
+/// the last-level cache ([`DRAM_WORKING_SET`]; L3 is 32 MiB on dev-2c-zen4) read once per
+/// iteration, its pages written first, on 1 or 2 threads of the rayon pool (chunks of
+/// [`PROBE_CHUNK`], as the matmuls run). [`read_sum`] adds 64-byte lines with 512-bit (or
+/// 256-bit) aligned loads into 8 independent accumulators: `memory_bandwidth_in_cache` runs
+/// the same loop on an L2-resident buffer, several times faster, so here memory is the bound.
 #[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
 fn memory_bandwidth(bencher: Bencher, threads: usize) {
-    use rayon::prelude::*;
-    // Written, not zeroed: untouched zero pages could all map to one cached page.
-    let buffer: Vec<u64> = (0..DRAM_WORKING_SET as u64 / 8)
-        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .collect();
+    let buffer = probe_buffer(DRAM_WORKING_SET);
     let pool = pool(threads);
     bencher
-        .counter(BytesCount::new(buffer.len() * 8))
+        .counter(BytesCount::new(buffer.len() * 64))
         .bench_local(|| {
             pool.install(|| {
+                use rayon::prelude::*;
                 buffer
-                    .par_chunks(1 << 17)
-                    .map(|chunk| {
-                        let mut lanes = [0u64; 16];
-                        for c in chunk.as_chunks::<16>().0 {
-                            for l in 0..16 {
-                                lanes[l] = lanes[l].wrapping_add(c[l]);
-                            }
-                        }
-                        lanes.iter().fold(0u64, |a, &b| a.wrapping_add(b))
-                    })
+                    .par_chunks(PROBE_CHUNK / 64)
+                    .map(read_sum)
                     .reduce(|| 0, u64::wrapping_add)
             })
         });
+}
+
+/// The probe's loop on 512 KiB per thread (each core's own buffer, in its L2), read 64 times
+/// per iteration: how fast the loop itself goes when memory is not the bound.
+#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
+fn memory_bandwidth_in_cache(bencher: Bencher, threads: usize) {
+    const PER_THREAD: usize = 512 << 10;
+    const PASSES: usize = 64;
+    let buffers: Vec<Vec<Line>> = (0..threads).map(|_| probe_buffer(PER_THREAD)).collect();
+    let pool = pool(threads);
+    bencher
+        .counter(BytesCount::new(PER_THREAD * PASSES * threads))
+        .bench_local(|| {
+            pool.broadcast(|ctx| {
+                let lines = &buffers[ctx.index()];
+                (0..PASSES).fold(0u64, |s, _| s.wrapping_add(read_sum(lines)))
+            })
+        });
+}
+
+/// Bytes per parallel task of the probe: large enough that scheduling costs nothing.
+const PROBE_CHUNK: usize = 4 << 20;
+
+/// One 64-byte cache line (aligned, so every vector load of the probe is aligned).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u64; 8]);
+
+/// `bytes` (a multiple of 64) of distinct values: written, not zeroed, so every page is
+/// touched and none is a shared zero page.
+fn probe_buffer(bytes: usize) -> Vec<Line> {
+    (0..bytes as u64 / 64)
+        .map(|i| {
+            Line(std::array::from_fn(|j| {
+                (8 * i + j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            }))
+        })
+        .collect()
+}
+
+/// The wrapping sum of every word of `lines`, with the widest loads this CPU has.
+fn read_sum(lines: &[Line]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512 F was detected just above.
+            return unsafe { read_sum_avx512(lines) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was detected just above.
+            return unsafe { read_sum_avx2(lines) };
+        }
+    }
+    lines.iter().flat_map(|l| l.0).fold(0, u64::wrapping_add)
+}
+
+/// [`read_sum`] with one 512-bit load per line, 8 lines (8 accumulators) per step.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn read_sum_avx512(lines: &[Line]) -> u64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_si512(); 8];
+    let steps = lines.chunks_exact(8);
+    let rest = steps.remainder();
+    for step in steps {
+        for (a, line) in acc.iter_mut().zip(step) {
+            // SAFETY: a whole, 64-byte-aligned line of the slice.
+            *a = _mm512_add_epi64(*a, unsafe { _mm512_load_si512(line.0.as_ptr().cast()) });
+        }
+    }
+    let total = acc
+        .iter()
+        .fold(_mm512_setzero_si512(), |s, &a| _mm512_add_epi64(s, a));
+    rest.iter()
+        .flat_map(|l| l.0)
+        .fold(_mm512_reduce_add_epi64(total) as u64, u64::wrapping_add)
+}
+
+/// [`read_sum`] with two 256-bit loads per line, 4 lines (8 accumulators) per step.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn read_sum_avx2(lines: &[Line]) -> u64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_si256(); 8];
+    let steps = lines.chunks_exact(4);
+    let rest = steps.remainder();
+    for step in steps {
+        for (i, line) in step.iter().enumerate() {
+            let p = line.0.as_ptr().cast::<__m256i>();
+            // SAFETY: the two aligned halves of a whole line of the slice.
+            unsafe {
+                acc[2 * i] = _mm256_add_epi64(acc[2 * i], _mm256_load_si256(p));
+                acc[2 * i + 1] = _mm256_add_epi64(acc[2 * i + 1], _mm256_load_si256(p.add(1)));
+            }
+        }
+    }
+    let mut words = [0u64; 4];
+    let total = acc
+        .iter()
+        .fold(_mm256_setzero_si256(), |s, &a| _mm256_add_epi64(s, a));
+    // SAFETY: 32 writable bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(words.as_mut_ptr().cast(), total) };
+    rest.iter()
+        .flat_map(|l| l.0)
+        .chain(words)
+        .fold(0, u64::wrapping_add)
 }
