@@ -455,8 +455,10 @@ fn dot_cases() -> Vec<DotCase> {
     out
 }
 
-/// One 4096-element dot product (weights and activations in L1/L2).
-#[divan::bench(args = dot_cases())]
+/// One 4096-element dot product (weights and activations in L1/L2). A fixed sample size: left
+/// to divan, a slow first call (ggml initialising) made it time single calls, below the
+/// timer's precision.
+#[divan::bench(args = dot_cases(), sample_size = 512)]
 fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     const K: usize = 4096;
     let act = activation_type(case.ty).expect("paired");

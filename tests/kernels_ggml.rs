@@ -1,5 +1,6 @@
 //! The scalar kernels against ggml's own (`ggml-sys-bleedingedge`, ggml of llama.cpp b2757,
-//! built for this CPU: its `vec_dot` are the AVX2 ones where the CPU has AVX2).
+//! built for this CPU: its `vec_dot` are the AVX2 ones where the CPU has AVX2); the dot
+//! products of every other tier this CPU supports too.
 //!
 //! - The pairing of weight and activation types is ggml's `vec_dot_type`.
 //! - Activation quantizers give ggml's reference `from_float` bytes exactly (F32 is a copy).
@@ -68,6 +69,14 @@ fn scalar() -> &'static Kernels {
     Kernels::for_tier(Tier::Scalar).expect("scalar is always supported")
 }
 
+/// Every tier this CPU supports, the reference first.
+fn tiers() -> Vec<&'static Kernels> {
+    Tier::supported()
+        .into_iter()
+        .map(|t| Kernels::for_tier(t).expect("supported tier has a table"))
+        .collect()
+}
+
 fn in_ggml(ty: GgmlType) -> bool {
     ty != GgmlType::BF16
 }
@@ -122,13 +131,16 @@ fn dots_equal_ggml_on_exact_inputs() {
         for n in lengths(w_type) {
             for _ in 0..4 {
                 let (w, a) = exact_pair(w_type, n, &mut rng);
-                let ours = scalar().dot(w_type, n, &w, &a).unwrap();
                 let theirs = ggml_dot(w_type, n, &w, &a);
-                assert_eq!(
-                    ours.to_bits(),
-                    theirs.to_bits(),
-                    "{w_type} n={n}: {ours} vs {theirs}"
-                );
+                for kernels in tiers() {
+                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
+                    assert_eq!(
+                        ours.to_bits(),
+                        theirs.to_bits(),
+                        "{} {w_type} n={n}: {ours} vs {theirs}",
+                        kernels.tier
+                    );
+                }
             }
         }
     }
@@ -142,16 +154,21 @@ fn dots_are_within_the_rounding_bound_of_ggml() {
         for n in lengths(w_type) {
             for _ in 0..8 {
                 let (w, a) = realistic_pair(w_type, n, &mut rng);
-                let ours = scalar().dot(w_type, n, &w, &a).unwrap();
                 let theirs = ggml_dot(w_type, n, &w, &a);
                 let bound = magnitude(w_type, n, &w, &a);
-                let tol = tolerance(w_type, n, bound, 32);
-                let diff = f64::from(ours - theirs).abs();
-                assert!(
-                    diff <= tol,
-                    "{w_type} n={n}: ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}"
-                );
-                worst = worst.max(diff / tol);
+                for kernels in tiers() {
+                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
+                    // The scalar float dots sum in f64; the SIMD tiers keep at least 4 lanes.
+                    let lanes = if kernels.tier == Tier::Scalar { 32 } else { 4 };
+                    let tol = tolerance(w_type, n, bound, lanes);
+                    let diff = f64::from(ours - theirs).abs();
+                    assert!(
+                        diff <= tol,
+                        "{} {w_type} n={n}: ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}",
+                        kernels.tier
+                    );
+                    worst = worst.max(diff / tol);
+                }
             }
         }
     }

@@ -100,20 +100,6 @@ pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
     }
 }
 
-/// Sum of the 4 lanes.
-///
-/// # Safety
-/// SSE3 must be enabled in the caller.
-#[inline(always)]
-pub(super) unsafe fn hsum_ps128(x: __m128) -> f32 {
-    // SAFETY: register-only intrinsics.
-    unsafe {
-        let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-        let x = _mm_add_ss(x, _mm_movehdup_ps(x));
-        _mm_cvtss_f32(x)
-    }
-}
-
 /// Sum of the 8 i32 lanes.
 ///
 /// # Safety

@@ -155,11 +155,10 @@ pub(super) unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
         let scales_hi = (u2 & LOW4) | (((u0 >> 6) & LOW2) << 4);
         let mins_lo = u1 & LOW6;
         let mins_hi = ((u2 >> 4) & LOW4) | (((u1 >> 6) & LOW2) << 4);
-        _mm_setr_epi32(
-            scales_lo as i32,
-            scales_hi as i32,
-            mins_lo as i32,
-            mins_hi as i32,
+        // Two 64-bit inserts rather than four 32-bit ones (fewer vector-ALU operations).
+        _mm_set_epi64x(
+            (u64::from(mins_lo) | u64::from(mins_hi) << 32) as i64,
+            (u64::from(scales_lo) | u64::from(scales_hi) << 32) as i64,
         )
     }
 }
@@ -171,36 +170,60 @@ pub(super) unsafe fn lane16(k: i16) -> __m256i {
     unsafe { _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)) }
 }
 
-/// The common tail of Q4_K and Q5_K: `Σ_j sc_j Σ q y` for the 8 sub-blocks of 32, given the
-/// sub-block quants of the 4 pairs (low: even sub-block, high: odd).
+/// The scales of a Q4_K/Q5_K block (from [`k4_scales_mins`]) as 8 dwords, each holding its
+/// scale in both i16 halves: the `vpmaddwd` operand of one sub-block is then a 32-bit
+/// broadcast from memory (a load, not a shuffle on the vector ALUs).
 #[inline(always)]
-unsafe fn k4_dot<M: Mac>(q: [[__m256i; 2]; 4], scales: __m256i, y: *const u8) -> __m256i {
-    // SAFETY: 256 readable activation bytes at `y` (caller).
+unsafe fn k4_scale_pairs(sm: __m128i) -> [__m128i; 2] {
+    // SAFETY: register-only.
     unsafe {
-        let mut sumi = _mm256_setzero_si256();
-        for (j, pair) in q.iter().enumerate() {
-            let p0 = _mm256_maddubs_epi16(pair[0], load256(y.add(64 * j)));
-            let p1 = _mm256_maddubs_epi16(pair[1], load256(y.add(64 * j + 32)));
-            sumi = M::madd_acc(sumi, p0, _mm256_shuffle_epi8(scales, lane16(2 * j as i16)));
-            sumi = M::madd_acc(
-                sumi,
-                p1,
-                _mm256_shuffle_epi8(scales, lane16(2 * j as i16 + 1)),
-            );
-        }
-        sumi
+        let s16 = _mm_cvtepu8_epi16(sm);
+        [_mm_unpacklo_epi16(s16, s16), _mm_unpackhi_epi16(s16, s16)]
     }
 }
 
-/// `Σ_j m_j (bsums[2j] + bsums[2j+1])` as 4 i32 lanes, for the mins of Q4_K/Q5_K.
+/// `Σ_j m_j (bsums[2j] + bsums[2j+1])` as 8 i32 lanes (to be summed), for the mins of
+/// Q4_K/Q5_K: each min widened twice, so one `vpmaddwd` pairs it with both of its sums.
 #[inline(always)]
-unsafe fn k4_mins(mins16: __m128i, bsums: *const u8) -> __m128i {
-    // SAFETY: 32 readable bytes at `bsums` (caller).
+unsafe fn k4_mins(sm: __m128i, bsums: *const u8) -> __m256i {
+    // SAFETY: 32 readable bytes at `bsums` (caller); the rest is register-only.
     unsafe {
-        let s = load256(bsums);
-        let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-        _mm_madd_epi16(mins16, pairs)
+        let mins = _mm_unpackhi_epi8(sm, sm);
+        _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load256(bsums))
     }
+}
+
+/// The common tail of Q4_K and Q5_K: `Σ_j sc_j Σ q y` for the 8 sub-blocks of 32, given the
+/// sub-block quants of the 4 pairs (low: even sub-block, high: odd) and the scale pairs of
+/// [`k4_scale_pairs`]. Two accumulators, so a VNNI `vpdpwssd` chain is 4 deep, not 8.
+#[inline(always)]
+unsafe fn k4_dot<M: Mac>(q: [[__m256i; 2]; 4], scales: &[i32; 8], y: *const u8) -> __m256i {
+    // SAFETY: 256 readable activation bytes at `y` (caller).
+    unsafe {
+        let mut sumi = [_mm256_setzero_si256(); 2];
+        for (j, pair) in q.iter().enumerate() {
+            let p0 = _mm256_maddubs_epi16(pair[0], load256(y.add(64 * j)));
+            let p1 = _mm256_maddubs_epi16(pair[1], load256(y.add(64 * j + 32)));
+            sumi[0] = M::madd_acc(sumi[0], p0, _mm256_set1_epi32(scales[2 * j]));
+            sumi[1] = M::madd_acc(sumi[1], p1, _mm256_set1_epi32(scales[2 * j + 1]));
+        }
+        _mm256_add_epi32(sumi[0], sumi[1])
+    }
+}
+
+/// The scale pairs of [`k4_scale_pairs`] in memory, for broadcasts. `black_box` keeps them
+/// there: otherwise LLVM forwards the stores and broadcasts each pair with two shuffles.
+#[inline(always)]
+unsafe fn k4_scales_in_memory(sm: __m128i) -> [i32; 8] {
+    let mut scales = [0i32; 8];
+    // SAFETY: two 16-byte stores into the 32-byte array; storeu has no alignment requirement.
+    unsafe {
+        let [lo, hi] = k4_scale_pairs(sm);
+        _mm_storeu_si128(scales.as_mut_ptr().cast(), lo);
+        _mm_storeu_si128(scales.as_mut_ptr().add(4).cast(), hi);
+    }
+    std::hint::black_box(&mut scales);
+    scales
 }
 
 /// Q4_K · Q8_K: per super-block `d Σ_j sc_j Σ q y - dmin Σ_j m_j Σ y`.
@@ -208,8 +231,10 @@ unsafe fn k4_mins(mins16: __m128i, bsums: *const u8) -> __m128i {
 pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut acc_m = _mm_setzero_ps();
+        // One accumulator: a block is far longer than the FMA latency, and an array indexed
+        // by `i & 1` would live on the stack.
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm256_setzero_ps();
         let m4 = _mm256_set1_epi8(0x0f);
         for i in 0..nb {
             let (wb, ab) = (w.add(144 * i), a.add(292 * i));
@@ -220,10 +245,10 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let da = read_f32(ab);
             let d = da * read_f16(wb);
             let dmin = da * read_f16(wb.add(2));
-            let sm = _mm256_cvtepu8_epi16(k4_scales_mins(wb.add(4)));
-            let prod = k4_mins(_mm256_extracti128_si256::<1>(sm), ab.add(260));
-            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-            let scales = _mm256_permute2x128_si256::<0x00>(sm, sm);
+            let sm = k4_scales_mins(wb.add(4));
+            let prod = k4_mins(sm, ab.add(260));
+            acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc_m);
+            let scales = k4_scales_in_memory(sm);
             let qs = wb.add(16);
             let mut q = [[_mm256_setzero_si256(); 2]; 4];
             for (j, pair) in q.iter_mut().enumerate() {
@@ -231,10 +256,10 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
                 pair[0] = _mm256_and_si256(bits, m4);
                 pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
             }
-            let sumi = k4_dot::<M>(q, scales, ab.add(4));
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+            let sumi = k4_dot::<M>(q, &scales, ab.add(4));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum_ps(_mm256_add_ps(acc[0], acc[1])) - hsum_ps128(acc_m)
+        hsum_ps(acc) - hsum_ps(acc_m)
     }
 }
 
@@ -243,8 +268,10 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 pub(super) unsafe fn q5_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut acc_m = _mm_setzero_ps();
+        // One accumulator: a block is far longer than the FMA latency, and an array indexed
+        // by `i & 1` would live on the stack.
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm256_setzero_ps();
         let m4 = _mm256_set1_epi8(0x0f);
         let b4 = _mm256_set1_epi8(0x10);
         for i in 0..nb {
@@ -252,10 +279,10 @@ pub(super) unsafe fn q5_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let da = read_f32(ab);
             let d = da * read_f16(wb);
             let dmin = da * read_f16(wb.add(2));
-            let sm = _mm256_cvtepu8_epi16(k4_scales_mins(wb.add(4)));
-            let prod = k4_mins(_mm256_extracti128_si256::<1>(sm), ab.add(260));
-            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-            let scales = _mm256_permute2x128_si256::<0x00>(sm, sm);
+            let sm = k4_scales_mins(wb.add(4));
+            let prod = k4_mins(sm, ab.add(260));
+            acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc_m);
+            let scales = k4_scales_in_memory(sm);
             let mut hbits = load256(wb.add(16));
             let qs = wb.add(48);
             let mut q = [[_mm256_setzero_si256(); 2]; 4];
@@ -268,10 +295,10 @@ pub(super) unsafe fn q5_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
                 pair[0] = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
                 pair[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), h1);
             }
-            let sumi = k4_dot::<M>(q, scales, ab.add(4));
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+            let sumi = k4_dot::<M>(q, &scales, ab.add(4));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum_ps(_mm256_add_ps(acc[0], acc[1])) - hsum_ps128(acc_m)
+        hsum_ps(acc) - hsum_ps(acc_m)
     }
 }
 
