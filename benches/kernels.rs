@@ -8,6 +8,8 @@
 //! ≥ 2 GiB of distinct matrices so the weights never stay in cache, as in decoding) and the
 //! bandwidth probe. `LLAVA_BENCH_FULL=1` adds every tier, every type at n = 512 and every
 //! shape. Filter with divan's arguments, e.g. `cargo bench --bench kernels -- matmul_n1`.
+//! `LLAVA_CPU=avx2` (any tier name) runs our cases on that tier instead of the best one;
+//! `tools/kernel_ratios.py` runs the tiers one after the other and prints the ratio tables.
 //!
 //! Counters: weight bytes per matmul (so `matmul_dram_*` throughput compares with the bandwidth
 //! probe; `matmul_n1_*` reuses one matrix, which stays in a large last-level cache) and bytes
@@ -108,11 +110,22 @@ impl fmt::Display for Case {
     }
 }
 
+/// The tier our cases run: `LLAVA_CPU`'s if it is set (e.g. `LLAVA_CPU=avx2` to measure the
+/// AVX2 tier on an AVX-512 machine), else the best this CPU supports.
+fn bench_tier() -> Tier {
+    llava::kernels::try_kernels()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .tier
+}
+
+/// The tiers our matmul cases run: [`bench_tier`], or with `LLAVA_BENCH_FULL` and no
+/// `LLAVA_CPU`, every supported tier.
 fn tiers() -> Vec<Tier> {
-    if full() {
+    let forced = std::env::var_os("LLAVA_CPU").is_some_and(|v| !v.is_empty());
+    if full() && !forced {
         Tier::supported()
     } else {
-        vec![Tier::best_supported()]
+        vec![bench_tier()]
     }
 }
 
@@ -146,10 +159,10 @@ fn cases(n: usize) -> Vec<Case> {
 
 /// The same cases for ggml (whose SIMD is whatever its build flags chose).
 fn ggml_cases(n: usize) -> Vec<Case> {
-    let best = Tier::best_supported();
+    let ours = bench_tier();
     cases(n)
         .into_iter()
-        .filter(|c| c.tier == best)
+        .filter(|c| c.tier == ours)
         .map(|c| Case {
             tier: Tier::Scalar,
             ggml: true,
@@ -311,7 +324,7 @@ fn clip_cases() -> Vec<Case> {
                     k,
                     n: 577,
                     threads,
-                    tier: Tier::best_supported(),
+                    tier: bench_tier(),
                     ggml: false,
                     no_tile,
                 });
@@ -368,7 +381,7 @@ fn dram_cases() -> Vec<Case> {
                 k,
                 n: 1,
                 threads,
-                tier: Tier::best_supported(),
+                tier: bench_tier(),
                 ggml: false,
                 no_tile: false,
             });
