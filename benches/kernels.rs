@@ -515,28 +515,37 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     }
 }
 
-/// Memory read bandwidth, the reference for `matmul_dram_*`: every byte of a buffer far beyond
-/// the last-level cache ([`DRAM_WORKING_SET`]; L3 is 32 MiB on dev-2c-zen4) read once per
-/// iteration, its pages written first, on 1 or 2 threads of the rayon pool (chunks of
-/// [`PROBE_CHUNK`], as the matmuls run). [`read_sum`] adds 64-byte lines with 512-bit (or
+/// Memory read bandwidth, the reference for `matmul_dram_*`: a buffer far beyond the
+/// last-level cache ([`DRAM_WORKING_SET`]; L3 is 32 MiB on dev-2c-zen4), its pages written
+/// first, read in windows of [`PROBE_WINDOW`] bytes, each iteration the next window (as
+/// `matmul_dram_*` takes the next matrix), on 1 or 2 threads of the rayon pool (chunks of
+/// [`PROBE_CHUNK`], as the matmuls run). Short iterations make the median robust to a
+/// preempted sample on a shared machine. [`read_sum`] adds 64-byte lines with 512-bit (or
 /// 256-bit) aligned loads into 8 independent accumulators: `memory_bandwidth_in_cache` runs
 /// the same loop on an L2-resident buffer, several times faster, so here memory is the bound.
-#[divan::bench(args = [1, 2], sample_count = 10, sample_size = 1)]
+#[divan::bench(args = [1, 2], sample_count = 200, sample_size = 1)]
 fn memory_bandwidth(bencher: Bencher, threads: usize) {
+    use rayon::prelude::*;
     let buffer = probe_buffer(DRAM_WORKING_SET);
+    let windows: Vec<&[Line]> = buffer.chunks_exact(PROBE_WINDOW / 64).collect();
     let pool = pool(threads);
+    let mut next = 0;
     bencher
-        .counter(BytesCount::new(buffer.len() * 64))
+        .counter(BytesCount::new(PROBE_WINDOW))
         .bench_local(|| {
+            let window = windows[next];
+            next = (next + 1) % windows.len();
             pool.install(|| {
-                use rayon::prelude::*;
-                buffer
+                window
                     .par_chunks(PROBE_CHUNK / 64)
                     .map(read_sum)
                     .reduce(|| 0, u64::wrapping_add)
             })
         });
 }
+
+/// Bytes the probe reads per iteration: about one 4096×11008 Q4_K matrix (25 MB).
+const PROBE_WINDOW: usize = 32 << 20;
 
 /// The probe's loop on 512 KiB per thread (each core's own buffer, in its L2), read 64 times
 /// per iteration: how fast the loop itself goes when memory is not the bound.
@@ -557,7 +566,7 @@ fn memory_bandwidth_in_cache(bencher: Bencher, threads: usize) {
 }
 
 /// Bytes per parallel task of the probe: large enough that scheduling costs nothing.
-const PROBE_CHUNK: usize = 4 << 20;
+const PROBE_CHUNK: usize = 2 << 20;
 
 /// One 64-byte cache line (aligned, so every vector load of the probe is aligned).
 #[derive(Clone, Copy)]
