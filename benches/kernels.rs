@@ -23,7 +23,7 @@ use divan::Bencher;
 use divan::counter::BytesCount;
 use ggml_sys_bleedingedge as ggml;
 use llava::GgmlType;
-use llava::kernels::{Kernels, QuantMatrix, Tier, activation_type, matmul};
+use llava::kernels::{Kernels, QuantMatrix, Tier, activation_type, matmul, matmul_vec_many};
 use llava::quant;
 use rayon::ThreadPool;
 
@@ -651,4 +651,48 @@ unsafe fn read_sum_avx2(lines: &[Line]) -> u64 {
         .flat_map(|l| l.0)
         .chain(words)
         .fold(0, u64::wrapping_add)
+}
+
+/// The decode loop's projections of one layer for one token (Q4_K, LLaMA-7B: Q, K, V of
+/// 4096×4096 then FFN gate and up of 11008×4096), one `matmul` per matrix (`separate`) or one
+/// `matmul_vec_many` per group (`fused`: one activation quantization and one fork-join per
+/// group), 1 and 2 threads, best tier.
+#[divan::bench(args = [(false, 1), (true, 1), (false, 2), (true, 2)])]
+fn decode_projections(bencher: Bencher, (fused, threads): (bool, usize)) {
+    let kernels = Kernels::for_tier(bench_tier()).expect("supported tier");
+    let ty = GgmlType::Q4_K;
+    let (d, ff) = (4096, 11008);
+    let attn = weights(ty, d, d);
+    let ffn = weights(ty, ff, d);
+    let groups: [Vec<QuantMatrix>; 2] = [
+        (0..3)
+            .map(|_| QuantMatrix::new(ty, d, d, &attn).expect("matrix"))
+            .collect(),
+        (0..2)
+            .map(|_| QuantMatrix::new(ty, ff, d, &ffn).expect("matrix"))
+            .collect(),
+    ];
+    let x = floats(d, 11);
+    let mut outs: Vec<Vec<Vec<f32>>> = groups
+        .iter()
+        .map(|g| g.iter().map(|m| vec![0f32; m.rows()]).collect())
+        .collect();
+    let pool = pool(threads);
+    bencher
+        .counter(BytesCount::new(3 * attn.len() + 2 * ffn.len()))
+        .bench_local(|| {
+            pool.install(|| {
+                for (group, out) in groups.iter().zip(outs.iter_mut()) {
+                    if fused {
+                        let mut views: Vec<&mut [f32]> =
+                            out.iter_mut().map(|v| &mut v[..]).collect();
+                        matmul_vec_many(kernels, group, &x, &mut views).expect("matmul");
+                    } else {
+                        for (m, y) in group.iter().zip(out.iter_mut()) {
+                            matmul(kernels, m, &x, 1, y).expect("matmul");
+                        }
+                    }
+                }
+            })
+        });
 }

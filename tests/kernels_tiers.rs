@@ -16,7 +16,7 @@ use kernels_support::*;
 use llava::GgmlType;
 use llava::kernels::{
     ACTIVATION_TYPES, KernelError, Kernels, QuantMatrix, Tier, WEIGHT_TYPES, activation_type,
-    kernels_for_request, matmul, matmul_f16, matmul_f32, matmul_nn_f32,
+    kernels_for_request, matmul, matmul_f16, matmul_f32, matmul_nn_f32, matmul_vec_many,
 };
 
 const FLOAT_LANES: usize = 4;
@@ -411,6 +411,73 @@ fn matmul_at_7b_width_in_two_threads() {
             }
         }
     }
+}
+
+/// The decode loop's fused projections: several matrices of different types (so different
+/// activation types) and odd row counts sharing one input row, in one parallel pass, give each
+/// matrix's own `matmul` result bit for bit, on every tier, in two threads.
+#[test]
+fn matmul_vec_many_equals_one_matmul_per_matrix() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rng(29);
+    let k = 512;
+    let shapes = [
+        (GgmlType::Q4_K, 70),
+        (GgmlType::Q6_K, 3),
+        (GgmlType::Q8_0, 17),
+        (GgmlType::F16, 1),
+        (GgmlType::Q4_K, 2),
+    ];
+    let weights: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|&(ty, rows)| {
+            let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                .iter()
+                .map(|v| v * 0.02)
+                .collect();
+            quantize(ty, &wf)
+        })
+        .collect();
+    let matrices: Vec<QuantMatrix> = shapes
+        .iter()
+        .zip(&weights)
+        .map(|(&(ty, rows), w)| QuantMatrix::new(ty, rows, k, w).unwrap())
+        .collect();
+    let x = realistic_f32(k, &mut rng);
+    for kernels in tiers() {
+        let mut outs: Vec<Vec<f32>> = shapes.iter().map(|&(_, r)| vec![f32::NAN; r]).collect();
+        let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|v| &mut v[..]).collect();
+        pool.install(|| matmul_vec_many(kernels, &matrices, &x, &mut views))
+            .unwrap();
+        for (m, got) in matrices.iter().zip(&outs) {
+            let mut want = vec![0f32; m.rows()];
+            matmul(kernels, m, &x, 1, &mut want).unwrap();
+            let (got, want): (Vec<u32>, Vec<u32>) = (
+                got.iter().map(|v| v.to_bits()).collect(),
+                want.iter().map(|v| v.to_bits()).collect(),
+            );
+            assert_eq!(got, want, "{} {}×{k}", kernels.tier, m.ty());
+        }
+    }
+    // Shapes: a matrix whose k is not the input's, an output of the wrong length, a missing one.
+    let kernels = scalar();
+    let mut a = vec![0f32; 70];
+    let mut b = vec![0f32; 3];
+    assert!(matches!(
+        matmul_vec_many(kernels, &matrices[..2], &x[..256], &mut [&mut a, &mut b]),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        matmul_vec_many(kernels, &matrices[..2], &x, &mut [&mut a, &mut b[..2]]),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        matmul_vec_many(kernels, &matrices[..2], &x, &mut [&mut a]),
+        Err(KernelError::Shape { .. })
+    ));
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! The n = 1 (decoding) side of [`super::matmul`]: one activation row against every weight row.
 //! Bound by memory bandwidth, so the weight rows are split in chunks of about
-//! [`DECODE_CHUNK_BYTES`] processed in parallel with rayon.
+//! [`DECODE_CHUNK_BYTES`] processed in parallel with rayon. [`matmul_vec_many`] does several
+//! matrices sharing one input row in one parallel pass (the decode loop's Q/K/V and gate/up).
 
 use rayon::prelude::*;
 
-use super::VecDotFn;
 use super::matmul::QuantMatrix;
+use super::{KernelError, Kernels, VecDotFn, activation_type, bytes_of};
+use crate::GgmlType;
 
 /// Target bytes of weights per parallel task for n = 1: small enough for many tasks (load
 /// balance), large enough to amortise scheduling.
@@ -25,4 +27,79 @@ pub(super) fn matmul_decode(dot: VecDotFn, w: &QuantMatrix<'_>, acts: &[u8], y: 
                 *v = dot(k, row, acts);
             }
         });
+}
+
+/// `ys[i] = W_i · x` for several matrices sharing one input row `x` (a layer's Q, K and V
+/// projections; its FFN gate and up): `x` is converted once per activation type, and the rows
+/// of all the matrices are shared among the threads in one parallel pass (one fork-join for
+/// all, and no thread idles at the end of a small matrix). Each `ys[i]` holds `ws[i].rows()`
+/// values and equals [`super::matmul`]'s result for `ws[i]` alone, bit for bit.
+pub fn matmul_vec_many(
+    kernels: &Kernels,
+    ws: &[QuantMatrix<'_>],
+    x: &[f32],
+    ys: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    let shape = |what, expected: usize, actual: usize| {
+        if expected == actual {
+            Ok(())
+        } else {
+            Err(KernelError::Shape {
+                what,
+                expected,
+                actual,
+            })
+        }
+    };
+    shape("output vectors (one per matrix)", ws.len(), ys.len())?;
+    // Converted activations, one buffer per activation type met.
+    let mut acts: Vec<(GgmlType, Vec<u8>)> = Vec::new();
+    let mut dots: Vec<VecDotFn> = Vec::with_capacity(ws.len());
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        shape("input elements (the matrix's k)", w.k(), x.len())?;
+        shape("output elements (the matrix's rows)", w.rows(), y.len())?;
+        let ty = w.ty();
+        dots.push(
+            kernels
+                .vec_dot(ty)
+                .ok_or(KernelError::UnsupportedWeightType(ty))?,
+        );
+        let act_type = activation_type(ty).ok_or(KernelError::UnsupportedWeightType(ty))?;
+        if x.is_empty() || acts.iter().any(|(t, _)| *t == act_type) {
+            continue;
+        }
+        let mut bytes = vec![0u8; bytes_of(act_type, x.len())?];
+        kernels.quantize_activations(act_type, x, &mut bytes)?;
+        acts.push((act_type, bytes));
+    }
+    if x.is_empty() {
+        ys.iter_mut().for_each(|y| y.fill(0.0));
+        return Ok(());
+    }
+    // Tasks of about DECODE_CHUNK_BYTES of weights: (matrix, first row, its outputs).
+    let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
+    for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
+        let chunk_rows = (DECODE_CHUNK_BYTES / w.row_bytes().max(1)).clamp(1, 256);
+        for (c, out) in y.chunks_mut(chunk_rows).enumerate() {
+            tasks.push((i, c * chunk_rows, out));
+        }
+    }
+    let inputs: Vec<&[u8]> = ws
+        .iter()
+        .map(|w| {
+            let act_type = activation_type(w.ty()).unwrap_or(w.ty());
+            acts.iter()
+                .find(|(t, _)| *t == act_type)
+                .map_or(&[][..], |(_, b)| &b[..])
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(i, first, out)| {
+        let (w, dot, a) = (&ws[i], dots[i], inputs[i]);
+        let (k, row_bytes, data) = (w.k(), w.row_bytes(), w.data());
+        for (r, v) in out.iter_mut().enumerate() {
+            let at = (first + r) * row_bytes;
+            *v = dot(k, &data[at..at + row_bytes], a);
+        }
+    });
+    Ok(())
 }

@@ -35,6 +35,7 @@ use thiserror::Error;
 use crate::GgmlType;
 use crate::quant::QuantError;
 
+pub use decode::matmul_vec_many;
 pub use matmul::{QuantMatrix, matmul, matmul_f16, matmul_f32, matmul_nn_f32};
 
 /// A set of kernels, from the portable reference to the widest SIMD.

@@ -10,7 +10,7 @@
 
 use super::trace::{Trace, record};
 use super::{KvCache, LlamaModel, LlmError};
-use crate::kernels::kernels;
+use crate::kernels::{Kernels, QuantMatrix, kernels, matmul, matmul_vec_many};
 use crate::ops::{self, AttentionParams};
 
 /// Runs `x` ([n × n_embd], the embeddings of positions `pos .. pos + n`) through every layer,
@@ -38,9 +38,11 @@ pub(crate) fn forward(
     for (il, lw) in w.layers.iter().enumerate() {
         ops::rms_norm(&x, &lw.attn_norm, c.rms_eps, &mut h)?;
         record(&mut trace, || format!("attn_norm-{il}"), pos, d, &h);
-        let mut q = ops::linear(k, &lw.wq.view(file)?, None, &h)?;
-        let mut kc = ops::linear(k, &lw.wk.view(file)?, None, &h)?;
-        let vc = ops::linear(k, &lw.wv.view(file)?, None, &h)?;
+        let [mut q, mut kc, vc] = project(
+            k,
+            [lw.wq.view(file)?, lw.wk.view(file)?, lw.wv.view(file)?],
+            &h,
+        )?;
         ops::rope(&mut q, c.n_head, c.head_dim, &positions, &c.rope)?;
         ops::rope(&mut kc, c.n_head_kv, c.head_dim, &positions, &c.rope)?;
         record(&mut trace, || format!("Qcur-{il}"), pos, d, &q);
@@ -59,8 +61,7 @@ pub(crate) fn forward(
 
         ops::rms_norm(&x, &lw.ffn_norm, c.rms_eps, &mut h)?;
         record(&mut trace, || format!("ffn_norm-{il}"), pos, d, &h);
-        let mut gate = ops::linear(k, &lw.w_gate.view(file)?, None, &h)?;
-        let up = ops::linear(k, &lw.w_up.view(file)?, None, &h)?;
+        let [mut gate, up] = project(k, [lw.w_gate.view(file)?, lw.w_up.view(file)?], &h)?;
         ops::swiglu(&mut gate, &up)?;
         let down = ops::linear(k, &lw.w_down.view(file)?, None, &gate)?;
         record(&mut trace, || format!("ffn_out-{il}"), pos, d, &down);
@@ -79,6 +80,27 @@ pub(crate) fn forward(
         &hidden,
     );
     Ok(hidden)
+}
+
+/// `x·Wᵀ` for several matrices with the same input `x` ([n × k] → one [n × rows] each). For one
+/// row (decoding) in one parallel pass over all their rows ([`matmul_vec_many`]: one fork-join
+/// and one activation quantization instead of one per matrix); the same values either way.
+fn project<const M: usize>(
+    k: &Kernels,
+    ws: [QuantMatrix<'_>; M],
+    x: &[f32],
+) -> Result<[Vec<f32>; M], LlmError> {
+    let n = x.len() / ws.first().map_or(1, |w| w.k().max(1));
+    let mut out: [Vec<f32>; M] = std::array::from_fn(|i| vec![0f32; n * ws[i].rows()]);
+    if n == 1 {
+        let mut views: Vec<&mut [f32]> = out.iter_mut().map(|v| &mut v[..]).collect();
+        matmul_vec_many(k, &ws, x, &mut views)?;
+    } else {
+        for (w, y) in ws.iter().zip(out.iter_mut()) {
+            matmul(k, w, x, n, y)?;
+        }
+    }
+    Ok(out)
 }
 
 /// Logits of hidden rows ([m × n_embd] → [m × n_vocab]).
