@@ -132,6 +132,11 @@ pub fn attention(
     if n_q == 0 {
         return Ok(());
     }
+    if n_q == 1 && n_kv > 0 {
+        // Decoding: one query, which sees every key (causal or not).
+        super::attention_decode::one_query(q, k, v, n_kv, params, out);
+        return Ok(());
+    }
     let group = n_heads / n_kv_heads;
     let offset = n_kv - n_q.min(n_kv);
 

@@ -14,6 +14,7 @@
 
 pub mod activation;
 pub mod attention;
+mod attention_decode;
 pub mod elementwise;
 pub mod linear;
 pub mod norm;
