@@ -696,3 +696,34 @@ fn decode_projections(bencher: Bencher, (fused, threads): (bool, usize)) {
             })
         });
 }
+
+/// Attention of one query over a 7B layer's f16 cache (32 heads of 128) at 1, 64 and 128
+/// positions, 2 threads: the decode loop's per-layer cost beside the matmuls (tg128 averages
+/// 64 positions; ×32 layers per token).
+#[divan::bench(args = [1, 64, 128])]
+fn decode_attention(bencher: Bencher, n_kv: usize) {
+    use half::f16;
+    use llava::ops::{AttentionParams, KvRows, attention};
+    let (heads, d) = (32, 128);
+    let cache: Vec<f16> = floats(n_kv * heads * d, 5)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    let q = floats(heads * d, 6);
+    let mut out = vec![0f32; heads * d];
+    let params = AttentionParams::new(heads, heads, d).causal();
+    let pool = pool(2);
+    bencher.bench_local(|| {
+        pool.install(|| {
+            attention(
+                &q,
+                KvRows::F16(&cache),
+                KvRows::F16(&cache),
+                n_kv,
+                &params,
+                &mut out,
+            )
+        })
+        .expect("attention")
+    });
+}
