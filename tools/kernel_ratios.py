@@ -88,7 +88,7 @@ def fmt_time(s):
     return f"{s / 1e-9:.4g} ns"
 
 
-def run_tier(tier, filters, full):
+def run_tier(tier, filters, full, raw):
     env = dict(os.environ, LLAVA_CPU=tier)
     if full:
         env["LLAVA_BENCH_FULL"] = "1"
@@ -96,6 +96,8 @@ def run_tier(tier, filters, full):
         env.pop("LLAVA_BENCH_FULL", None)
     before = uptime()
     text = sh(["cargo", "bench", "--bench", "kernels", "--", *filters], env)
+    if raw:
+        Path(f"{raw}.{tier}.txt").write_text(text)
     return parse(text), before, uptime()
 
 
@@ -178,12 +180,13 @@ def main():
     ap.add_argument("--full", action="store_true",
                     help="LLAVA_BENCH_FULL=1: every type at n = 512 (slow)")
     ap.add_argument("--stat", choices=STATS, default="median")
+    ap.add_argument("--raw", help="also save divan's output of each tier to RAW.TIER.txt")
     args = ap.parse_args()
     sh(["cargo", "bench", "--bench", "kernels", "--no-run"])
     print(f"`tools/kernel_ratios.py --tiers {args.tiers} --filters {' '.join(args.filters)}"
           f"{' --full' if args.full else ''} --stat {args.stat}`")
     for tier in args.tiers.split(","):
-        results, before, after = run_tier(tier.strip(), args.filters, args.full)
+        results, before, after = run_tier(tier.strip(), args.filters, args.full, args.raw)
         print_tables(tier.strip(), results, args.stat, before, after)
 
 
