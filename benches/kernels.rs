@@ -518,14 +518,13 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
 /// Memory read bandwidth, the reference for `matmul_dram_*`: a buffer far beyond the
 /// last-level cache ([`DRAM_WORKING_SET`]; L3 is 32 MiB on dev-2c-zen4), its pages written
 /// first, read in windows of [`PROBE_WINDOW`] bytes, each iteration the next window (as
-/// `matmul_dram_*` takes the next matrix), on 1 or 2 threads of the rayon pool (chunks of
-/// [`PROBE_CHUNK`], as the matmuls run). Short iterations make the median robust to a
-/// preempted sample on a shared machine. [`read_sum`] adds 64-byte lines with 512-bit (or
+/// `matmul_dram_*` takes the next matrix), split evenly among the 1 or 2 threads of the rayon
+/// pool (`broadcast`). Short iterations make the median robust to a preempted sample on a
+/// shared machine. [`read_sum`] adds 64-byte lines with 512-bit (or
 /// 256-bit) aligned loads into 8 independent accumulators: `memory_bandwidth_in_cache` runs
 /// the same loop on an L2-resident buffer, several times faster, so here memory is the bound.
 #[divan::bench(args = [1, 2], sample_count = 200, sample_size = 1)]
 fn memory_bandwidth(bencher: Bencher, threads: usize) {
-    use rayon::prelude::*;
     let buffer = probe_buffer(DRAM_WORKING_SET);
     let windows: Vec<&[Line]> = buffer.chunks_exact(PROBE_WINDOW / 64).collect();
     let pool = pool(threads);
@@ -535,12 +534,10 @@ fn memory_bandwidth(bencher: Bencher, threads: usize) {
         .bench_local(|| {
             let window = windows[next];
             next = (next + 1) % windows.len();
-            pool.install(|| {
-                window
-                    .par_chunks(PROBE_CHUNK / 64)
-                    .map(read_sum)
-                    .reduce(|| 0, u64::wrapping_add)
-            })
+            let part = window.len().div_ceil(threads);
+            pool.broadcast(|ctx| read_sum(window.chunks(part).nth(ctx.index()).unwrap_or(&[])))
+                .into_iter()
+                .fold(0, u64::wrapping_add)
         });
 }
 
@@ -564,9 +561,6 @@ fn memory_bandwidth_in_cache(bencher: Bencher, threads: usize) {
             })
         });
 }
-
-/// Bytes per parallel task of the probe: large enough that scheduling costs nothing.
-const PROBE_CHUNK: usize = 2 << 20;
 
 /// One 64-byte cache line (aligned, so every vector load of the probe is aligned).
 #[derive(Clone, Copy)]
