@@ -14,7 +14,8 @@
 //! - [`llm`]: the LLaMA-family decoder and its sessions (KV cache, tokens or embeddings in);
 //! - [`prompt`], [`sampler`], [`generate`], [`chat`]: prompts of text and image embeddings,
 //!   sampling, generation with stop strings, chat templates;
-//! - [`vision`]: images to embeddings (decoding, exact preprocessing, CLIP, connector).
+//! - [`vision`]: images to embeddings (decoding, exact preprocessing, CLIP, connector);
+//! - `demo` (cargo feature `demo-model`, on by default): the tiny demo model compiled in.
 //!
 //! Reading one row of a tensor (the example in the README):
 //!
@@ -38,6 +39,8 @@ pub mod bench;
 pub mod chat;
 pub mod chat_session;
 pub mod convert;
+#[cfg(feature = "demo-model")]
+pub mod demo;
 pub mod dtype;
 pub mod generate;
 pub mod gguf;

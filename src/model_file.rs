@@ -16,8 +16,6 @@
 //! # }
 //! ```
 
-use std::path::PathBuf;
-
 use crate::GgmlType;
 use crate::gguf::{GgufError, GgufFile, GgufValue, TensorInfo};
 use crate::kernels::KernelError;
@@ -85,11 +83,9 @@ pub enum KernelOrQuant {
     Quant(#[from] QuantError),
 }
 
-/// The file's name for messages (its path, or `<memory>` for an in-memory file).
+/// The file's name for messages (see [`GgufFile::label`]).
 pub fn file_label(file: &GgufFile) -> String {
-    file.path()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| PathBuf::from("<memory>").display().to_string())
+    file.label()
 }
 
 /// A metadata value type that can be read with [`required`] / [`optional`].

@@ -36,6 +36,34 @@ fn the_small_valid_file_parses() {
     );
 }
 
+/// `bytes` copied into a leaked buffer, starting `misalign` bytes past a multiple of 32.
+fn leaked_at(bytes: &[u8], misalign: usize) -> &'static [u8] {
+    let buf = Box::leak(vec![0u8; bytes.len() + 64].into_boxed_slice());
+    let at = buf.as_ptr().align_offset(32) + misalign;
+    buf[at..at + bytes.len()].copy_from_slice(bytes);
+    &buf[at..at + bytes.len()]
+}
+
+#[test]
+fn static_bytes_are_served_in_place_and_must_keep_the_alignment() {
+    let bytes = small_valid_file();
+    let aligned = leaked_at(&bytes, 0);
+    let file = GgufFile::from_static(aligned, "<test>").unwrap();
+    assert_eq!(file.bytes().as_ptr(), aligned.as_ptr(), "not copied");
+    assert_eq!((file.label().as_str(), file.path()), ("<test>", None));
+    let b = file.tensor("b").unwrap();
+    assert_eq!(file.tensor_data(b).as_ptr() as usize % 32, 0);
+    for misalign in [1, 16] {
+        let e = GgufFile::from_static(leaked_at(&bytes, misalign), "<test>")
+            .err()
+            .expect("misaligned bytes accepted");
+        assert!(
+            matches!(e, GgufError::MisalignedBytes { alignment: 32, misalignment } if misalignment == misalign as u64),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn truncation_at_every_byte_is_an_error() {
     let bytes = small_valid_file();

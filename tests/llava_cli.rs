@@ -178,6 +178,19 @@ fn context_limits_and_bad_input_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("-p"));
 }
 
+/// Built without the embedded demo model (`--no-default-features`), `llava` needs -m.
+#[cfg(not(feature = "demo-model"))]
+#[test]
+fn without_the_demo_model_a_missing_model_is_a_clear_error() {
+    let out = llava(&["-p", "hi"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("give -m") && err.contains("demo-model"),
+        "{err}"
+    );
+}
+
 #[test]
 fn interactive_chat_keeps_the_cache_between_turns() {
     let dir = tempfile::tempdir().unwrap();

@@ -191,7 +191,11 @@ fn bad_images_and_marker_counts_are_clear_errors() {
         "{err}"
     );
     let out = llava(&["-m", &llm, "--image", &img, "-p", "Hi"]);
-    assert!(!out.status.success(), "--image without --mmproj");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--image needs --mmproj"),
+        "{err}"
+    );
     let out = llava(&[
         "-m",
         &llm,

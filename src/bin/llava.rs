@@ -1,7 +1,8 @@
 //! `llava`: command-line front end of llava-rs. All logic lives in the library.
 //!
-//! `llava -m MODEL.gguf -p "..."` generates (llama.cpp's flags); `llava inspect FILE` lists a
-//! GGUF file; `llava bench` measures throughput. See docs/cli.md.
+//! `llava -m MODEL.gguf -p "..."` generates (llama.cpp's flags; with no `-m`, the demo model
+//! compiled in by the default feature `demo-model`); `llava inspect FILE` lists a GGUF file;
+//! `llava bench` measures throughput. See docs/cli.md.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -57,8 +58,9 @@ enum Command {
 /// Generation (the default mode), with llama.cpp's flag names.
 #[derive(Args)]
 struct GenerateArgs {
-    /// The language model GGUF file.
-    #[arg(short = 'm', long = "model", required = true)]
+    /// The language model GGUF file (default: the demo model compiled into this binary, with its
+    /// mmproj; see models/demo/README.md).
+    #[arg(short = 'm', long = "model")]
     model: Option<PathBuf>,
     /// The prompt (the user's message; the chat template wraps it).
     #[arg(short = 'p', long = "prompt")]
@@ -127,11 +129,11 @@ struct GenerateArgs {
     mmproj: Option<PathBuf>,
     /// An image for the prompt (repeatable; each goes at an `<image>` in the prompt, in order,
     /// or before the text if there is none). In `-i`, `/image PATH` adds one to the next message.
-    #[arg(long = "image", requires = "mmproj")]
+    #[arg(long = "image")]
     image: Vec<PathBuf>,
     /// LLaVA-1.5 image preparation: pad (to a square with the mean colour) or crop (resize and
     /// centre-crop); default from the mmproj.
-    #[arg(long = "image-aspect", requires = "mmproj")]
+    #[arg(long = "image-aspect")]
     image_aspect: Option<String>,
 }
 
@@ -160,7 +162,6 @@ fn run_generate(args: &GenerateArgs) -> Result<(), String> {
 }
 
 fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
-    let model_path = args.model.as_deref().ok_or("-m MODEL is required")?;
     if args.prompt.is_none() && !args.interactive {
         return Err("give a prompt with -p, or -i for an interactive chat".into());
     }
@@ -174,7 +175,10 @@ fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
     })?;
 
     let started = Instant::now();
-    let model = LlamaModel::load(model_path).map_err(|e| e.to_string())?;
+    let model = match &args.model {
+        Some(path) => LlamaModel::load(path).map_err(|e| e.to_string())?,
+        None => embedded::llm()?,
+    };
     let tokenizer = Tokenizer::from_gguf(model.file())
         .map_err(|e| e.to_string())?
         .with_style(style);
@@ -341,13 +345,21 @@ fn run_turn(
     Ok(turn)
 }
 
-/// The mmproj of `--mmproj`, with `--image-aspect` applied.
+/// The mmproj of `--mmproj` (with no `-m`, the embedded demo model's unless `--mmproj` names
+/// one), with `--image-aspect` applied.
 fn load_vision(args: &GenerateArgs) -> Result<Option<ClipModel>, String> {
-    let Some(path) = &args.mmproj else {
-        return Ok(None);
-    };
     let started = Instant::now();
-    let mut clip = ClipModel::open(path).map_err(|e| e.to_string())?;
+    let mut clip = match (&args.mmproj, &args.model) {
+        (Some(path), _) => ClipModel::open(path).map_err(|e| e.to_string())?,
+        (None, None) => embedded::mmproj()?,
+        (None, Some(_)) if !args.image.is_empty() => {
+            return Err("--image needs --mmproj (the vision encoder of the -m model)".into());
+        }
+        (None, Some(_)) if args.image_aspect.is_some() => {
+            return Err("--image-aspect needs --mmproj".into());
+        }
+        (None, Some(_)) => return Ok(None),
+    };
     if let Some(aspect) = &args.image_aspect {
         let mode = match aspect.as_str() {
             "pad" => ImageMode::Pad,
@@ -395,6 +407,39 @@ fn encode_images(
         started.elapsed().as_secs_f64() * 1000.0
     );
     Ok(images)
+}
+
+/// The demo model compiled in (feature `demo-model`), used when `-m` is not given.
+#[cfg(feature = "demo-model")]
+mod embedded {
+    use llava::llm::LlamaModel;
+    use llava::vision::ClipModel;
+
+    pub fn llm() -> Result<LlamaModel, String> {
+        eprintln!("llava: no -m: the embedded demo model (pictures of simple shapes)");
+        llava::demo::load_llm().map_err(|e| e.to_string())
+    }
+
+    pub fn mmproj() -> Result<ClipModel, String> {
+        llava::demo::load_mmproj().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(not(feature = "demo-model"))]
+mod embedded {
+    use llava::llm::LlamaModel;
+    use llava::vision::ClipModel;
+
+    const NO_MODEL: &str = "no model: give -m MODEL.gguf (this llava was built without the \
+                            embedded demo model, cargo feature `demo-model`)";
+
+    pub fn llm() -> Result<LlamaModel, String> {
+        Err(NO_MODEL.into())
+    }
+
+    pub fn mmproj() -> Result<ClipModel, String> {
+        Err(NO_MODEL.into())
+    }
 }
 
 fn run_inspect(path: &Path, json: bool, full: bool) -> Result<(), String> {

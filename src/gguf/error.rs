@@ -129,6 +129,12 @@ pub enum GgufError {
         alignment: u64,
     },
 
+    #[error(
+        "the file's bytes start {misalignment} byte(s) past a multiple of its alignment \
+         {alignment}, so its tensors would be misaligned in memory"
+    )]
+    MisalignedBytes { alignment: u64, misalignment: u64 },
+
     #[error("tensors '{first}' and '{second}' overlap in the data section")]
     OverlappingTensors { first: String, second: String },
 

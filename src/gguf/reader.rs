@@ -1,5 +1,6 @@
-//! A GGUF file opened for reading: memory-mapped, header parsed and validated, tensor data
-//! served as zero-copy slices of the mapping.
+//! A GGUF file opened for reading: header parsed and validated, tensor data served as zero-copy
+//! slices of its bytes, which are a memory mapping of a file, a buffer in memory, or bytes
+//! compiled into the program (the embedded demo model).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,15 @@ use super::error::GgufError;
 use super::header::{GgufHeader, MetadataEntry, TensorInfo};
 use super::value::GgufValue;
 
+/// Where a [`GgufFile`]'s bytes live. Every source is read the same way (a byte slice); they
+/// differ in who owns the bytes and in what the OS can do with their pages.
 enum FileBytes {
+    /// A read-only mapping of a file (page-aligned).
     Mapped(Mmap),
+    /// A buffer read or built in memory.
     Owned(Vec<u8>),
+    /// Bytes in the program image (`include_bytes!`), aligned to the file's alignment.
+    Static(&'static [u8]),
 }
 
 impl FileBytes {
@@ -20,15 +27,23 @@ impl FileBytes {
         match self {
             FileBytes::Mapped(map) => map,
             FileBytes::Owned(bytes) => bytes,
+            FileBytes::Static(bytes) => bytes,
         }
     }
+}
+
+/// What a [`GgufFile`] was read from, for messages.
+enum Origin {
+    Path(PathBuf),
+    Memory,
+    Named(&'static str),
 }
 
 /// A GGUF file: its validated header and its bytes.
 pub struct GgufFile {
     bytes: FileBytes,
     header: GgufHeader,
-    path: Option<PathBuf>,
+    origin: Origin,
 }
 
 impl GgufFile {
@@ -52,7 +67,7 @@ impl GgufFile {
         Ok(GgufFile {
             bytes,
             header,
-            path: Some(path.to_owned()),
+            origin: Origin::Path(path.to_owned()),
         })
     }
 
@@ -63,13 +78,47 @@ impl GgufFile {
         Ok(GgufFile {
             bytes: FileBytes::Owned(bytes),
             header,
-            path: None,
+            origin: Origin::Memory,
         })
     }
 
-    /// The path the file was opened from (`None` for [`GgufFile::from_bytes`]).
+    /// Parses a GGUF file compiled into the program, without copying; `name` stands for it in
+    /// messages. The bytes must start at a multiple of the file's alignment (`general.alignment`,
+    /// 32 by default), so that every tensor's data is aligned in memory as in a mapped file
+    /// (mappings are page-aligned): `include_bytes!` alone does not guarantee that, see
+    /// [`crate::demo`] for a wrapper that does.
+    pub fn from_static(bytes: &'static [u8], name: &'static str) -> Result<GgufFile, GgufError> {
+        let header = GgufHeader::parse(bytes)?;
+        let misalignment = bytes.as_ptr() as usize as u64 % header.alignment();
+        if misalignment != 0 {
+            return Err(GgufError::MisalignedBytes {
+                alignment: header.alignment(),
+                misalignment,
+            });
+        }
+        Ok(GgufFile {
+            bytes: FileBytes::Static(bytes),
+            header,
+            origin: Origin::Named(name),
+        })
+    }
+
+    /// The path the file was opened from (`None` for in-memory and compiled-in files).
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        match &self.origin {
+            Origin::Path(path) => Some(path),
+            Origin::Memory | Origin::Named(_) => None,
+        }
+    }
+
+    /// The file's name for messages: its path, the name given to [`GgufFile::from_static`], or
+    /// `<memory>`.
+    pub fn label(&self) -> String {
+        match &self.origin {
+            Origin::Path(path) => path.display().to_string(),
+            Origin::Memory => "<memory>".to_owned(),
+            Origin::Named(name) => (*name).to_owned(),
+        }
     }
 
     pub fn header(&self) -> &GgufHeader {
