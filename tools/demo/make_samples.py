@@ -6,7 +6,10 @@ answer to every canonical question about each).
 
 The samples are scenes of tools/demo/scenes.py with seed 31337 (neither a training nor the
 held-out seed), chosen by hand for variety: one, two and three shapes, every background, both
-orientations, PNG and JPEG (quality 90).
+orientations, PNG and JPEG (quality 90). Each gets the canonical question of every kind, then
+two more: the exists question with the other answer than the canonical one's (about the first
+shape, in SHAPES order, that is absent or present), so both Yes and No are asked about every
+picture, and "What is in the image?" (the README's first command).
 """
 
 import json
@@ -29,6 +32,16 @@ SAMPLES = {
 }
 
 
+def extra_questions(scene, canonical):
+    """The exists question with the other answer, and the README's describe phrasing."""
+    (asked,) = [q for q in canonical if q["kind"] == "exists"]
+    present = [s["kind"] for s in scene["shapes"]]
+    want_present = asked["answer"] == "No."
+    shape = next(k for k in scenes.SHAPES if (k in present) == want_present)
+    yield "exists", scenes.PHRASINGS["exists"][0].format(shape=shape), scenes.answer(scene, "exists", shape)
+    yield "describe", "What is in the image?", scenes.answer(scene, "describe")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     records = []
@@ -41,8 +54,9 @@ def main():
         else:
             image.save(path, optimize=True)
         qa = [{"kind": k, "question": q, "answer": a} for k, q, a in scenes.eval_questions(scene)]
+        qa += [{"kind": k, "question": q, "answer": a} for k, q, a in extra_questions(scene, qa)]
         records.append({"image": name, "scene": [SEED, index], "questions": qa})
-        print(f"{name}: {image.width}x{image.height}, {os.path.getsize(path)} bytes: {qa[-1]['answer']}")
+        print(f"{name}: {image.width}x{image.height}, {os.path.getsize(path)} bytes: {qa[5]['answer']}")
     with open(os.path.join(OUT, "samples.json"), "w", encoding="utf-8") as f:
         json.dump(records, f, indent=1)
         f.write("\n")

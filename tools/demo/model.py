@@ -144,15 +144,24 @@ def save_checkpoint(model, processor, cfg, out):
 
 def caption_text(scene):
     """Stage 1 (alignment) sample, in LLaVA's "plain" format: the image, then its description."""
-    return [("<image>\n", " " + scenes.answer(scene, "describe"))]
+    return [("<image>\n", " " + scenes.answer(scene, "describe"), "describe", None)]
+
+
+# Stage 2's question mix: every kind once, plus a second chance for colour (the most varied
+# kind) and for exists (whose one-token Yes/No decision is otherwise a sliver of the loss).
+STAGE2_POOL = scenes.KINDS + ["colour", "exists"]
+# Loss weight of each answer's tokens, by question kind. Exists answers are weighted up: with
+# every token weighted alike, their single deciding token was ~2% of the stage 2 loss (describe
+# answers are ~20 tokens each) and the model stayed near chance on them (59% held out).
+LOSS_WEIGHT = {kind: 1.0 for kind in scenes.KINDS} | {"exists": 4.0}
 
 
 def conversation_text(scene, rng, max_turns=3):
     """Stage 2 (instruction) sample: 1..max_turns questions about the scene in the Vicuna format,
-    as a list of (prompt piece, answer) pairs; the loss covers the answers (and their EOS)."""
+    as a list of (prompt piece, answer, kind, probe): the loss covers the answers (and their
+    EOS); probe is, for exists questions, (shape asked about, whether it is in the scene)."""
     n_turns = rng.randint(1, max_turns)
-    pool = scenes.KINDS + ["colour"]  # colour questions have the most variety
-    kinds = rng.sample(pool, n_turns)
+    kinds = rng.sample(STAGE2_POOL, n_turns)
     pieces = []
     for t, kind in enumerate(kinds):
         q, a = scenes.question(scene, kind, rng, canonical=rng.random() < 0.5)
@@ -160,30 +169,46 @@ def conversation_text(scene, rng, max_turns=3):
             head = (SYSTEM_PROMPT + " " if rng.random() < 0.15 else "") + "USER: <image>\n"
         else:
             head = "USER: "
-        pieces.append((head + q + " ASSISTANT:", " " + a))
+        probe = None
+        if kind == "exists":
+            (shape,) = [k for k in scenes.SHAPES if f" {k}" in q]
+            probe = (shape, a == "Yes.")
+        pieces.append((head + q + " ASSISTANT:", " " + a, kind, probe))
     return pieces
 
 
 def tokenize_pieces(tokenizer, pieces, n_image_tokens):
-    """Token ids and a 0/1 loss mask for [(prompt, answer), ...]; each answer is followed by the
-    EOS token. The ids are those of the whole text tokenized at once (checked to extend each
-    prefix's tokenization), with <image> expanded to n_image_tokens ids as the processor does."""
+    """Token ids, per token the answer it belongs to, and per token a probe label, for
+    [(prompt, answer, kind, probe), ...]. Answer index: -1 on prompt tokens, i on the tokens of
+    the i-th answer (and its EOS, which follows every answer). Probe label: on the token of the
+    shape word in an exists question, 1 if that shape is in the scene, else 0; -1 elsewhere. The
+    ids are those of the whole text tokenized at once (checked to extend each prefix's
+    tokenization), with <image> expanded to n_image_tokens ids as the processor does."""
     text = ""
-    ids, mask = [], []
-    for prompt, ans in pieces:
-        for part, is_answer in ((prompt, False), (ans + "</s>", True)):
+    ids, answer_of, probe = [], [], []
+    for n, (prompt, ans, _kind, prb) in enumerate(pieces):
+        for part, owner in ((prompt, -1), (ans + "</s>", n)):
             text += part
             full = tokenizer(text)["input_ids"]
             if full[: len(ids)] != ids:
                 raise RuntimeError(f"tokenization of {text!r} does not extend its prefix's")
-            mask += [int(is_answer)] * (len(full) - len(ids))
+            new = full[len(ids) :]
+            answer_of += [owner] * len(new)
+            labels = [-1] * len(new)
+            if owner == -1 and prb is not None:
+                word = tokenizer("a " + prb[0])["input_ids"][-1]
+                if word not in new:
+                    raise RuntimeError(f"no token {word} for {prb[0]!r} in {part!r}")
+                labels[len(new) - 1 - new[::-1].index(word)] = int(prb[1])
+            probe += labels
             ids = full
-    out_ids, out_mask = [], []
-    for i, m in zip(ids, mask):
+    out_ids, out_answer, out_probe = [], [], []
+    for i, m, p in zip(ids, answer_of, probe):
         k = n_image_tokens if i == IMAGE_TOKEN_ID else 1
         out_ids += [i] * k
-        out_mask += [m] * k
-    return out_ids, out_mask
+        out_answer += [m] * k
+        out_probe += [p] * k
+    return out_ids, out_answer, out_probe
 
 
 PAD_LABEL = 255
@@ -272,27 +297,34 @@ def make_vision_batch(processor, cfg, seed, step, batch_size, pad_prob=0.0, jpeg
 
 def make_batch(tokenizer, processor, cfg, seed, step, batch_size, stage, pad_prob=0.0, jpeg_prob=0.25):
     """Batch `step` of stage 1 or 2: fresh scenes (seeded by seed, stage and step), their pixels
-    through the processor's image half, right-padded ids, attention mask and loss mask."""
+    through the processor's image half, right-padded ids, attention mask, per token the answer
+    it belongs to (-1 outside answers; numbered across the batch) with, per answer, its question
+    kind (index in scenes.KINDS), per token the probe label (see tokenize_pieces), and pixels."""
     import torch
 
     rng = random.Random(f"{seed}/{stage}/{step}")
     n_img = cfg.image_seq_length
-    images, rows = [], []
+    images, rows, answer_kinds = [], [], []
     for b in range(batch_size):
         scene = scenes.make_scene(seed * 1000 + stage, step * batch_size + b)
         images.append(augment(scenes.render(scene), None, rng, pad_prob, jpeg_prob)[0])
         pieces = caption_text(scene) if stage == 1 else conversation_text(scene, rng)
-        rows.append(tokenize_pieces(tokenizer, pieces, n_img))
+        ids, answer_of, probe = tokenize_pieces(tokenizer, pieces, n_img)
+        first = len(answer_kinds)
+        rows.append((ids, [a + first if a >= 0 else -1 for a in answer_of], probe))
+        answer_kinds += [scenes.KINDS.index(piece[2]) for piece in pieces]
     pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
     n = max(len(r[0]) for r in rows)
     ids = torch.full((batch_size, n), PAD_TOKEN_ID, dtype=torch.long)
     attn = torch.zeros((batch_size, n), dtype=torch.long)
-    loss_mask = torch.zeros((batch_size, n), dtype=torch.bool)
-    for b, (i, m) in enumerate(rows):
+    answer_of = torch.full((batch_size, n), -1, dtype=torch.long)
+    probe = torch.full((batch_size, n), -1, dtype=torch.long)
+    for b, (i, a, p) in enumerate(rows):
         ids[b, : len(i)] = torch.tensor(i)
         attn[b, : len(i)] = 1
-        loss_mask[b, : len(m)] = torch.tensor(m, dtype=torch.bool)
-    return ids, attn, loss_mask, pixels
+        answer_of[b, : len(a)] = torch.tensor(a)
+        probe[b, : len(p)] = torch.tensor(p)
+    return ids, attn, answer_of, torch.tensor(answer_kinds), probe, pixels
 
 
 def prompt_for(question, system=False):
