@@ -12,7 +12,7 @@ use crate::llm::{LlmError, Session, Trace};
 use crate::npy;
 use crate::prompt::{IMAGE_MARKER, Prompt, PromptEval, eval_prompt};
 use crate::sampler::Sampler;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// How turns are rendered and generated.
 #[derive(Clone, Debug)]
@@ -194,9 +194,13 @@ impl<'m> Chat<'m> {
         );
         let n_vocab = self.session.model().config().n_vocab;
         let started = Instant::now();
+        // A reply is decoded on its own (no dummy-prefix space before its first word); a raw
+        // completion continues the prompt's text, so it keeps that space.
+        let decoder = StreamDecoder::new(self.tokenizer)
+            .strip_leading_space(self.options.template != ChatTemplate::Raw);
         let generated = generate(
             &mut self.session,
-            self.tokenizer,
+            decoder,
             &mut self.sampler,
             evaluated.last_logits(n_vocab),
             self.options.n_predict,

@@ -3,7 +3,7 @@
 
 use crate::llm::{LlmError, Output, Session};
 use crate::sampler::Sampler;
-use crate::tokenizer::{StreamDecoder, TokenType, Tokenizer};
+use crate::tokenizer::{StreamDecoder, TokenType};
 
 /// Why generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +77,10 @@ impl StopMatcher {
 }
 
 /// Generates from `logits` (the last prompt position's), at most `n_predict` tokens (0: no
-/// limit but the context), calling `on_text` with each piece of text as it is complete.
+/// limit but the context), calling `on_text` with each piece of text as `decoder` completes it.
 pub fn generate(
     session: &mut Session<'_>,
-    tokenizer: &Tokenizer,
+    mut decoder: StreamDecoder<'_>,
     sampler: &mut Sampler,
     logits: &[f32],
     n_predict: usize,
@@ -88,7 +88,7 @@ pub fn generate(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generated, LlmError> {
     let mut logits = logits.to_vec();
-    let mut decoder = StreamDecoder::new(tokenizer);
+    let tokenizer = decoder.tokenizer();
     let mut stops = StopMatcher::new(stop.to_vec());
     let mut out = Generated {
         tokens: Vec::new(),

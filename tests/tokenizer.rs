@@ -222,6 +222,10 @@ fn decode_round_trips_and_streams_utf8_safely() {
         }
         streamed.push_str(&stream.finish());
         assert_eq!(streamed, tok.decode(&ids, false));
+        // A reply on its own: the dummy prefix's space goes, as in `decode(ids, true)`.
+        let mut stream = StreamDecoder::new(&tok).strip_leading_space(true);
+        let reply: String = ids.iter().map(|&id| stream.push(id)).collect();
+        assert_eq!(reply + &stream.finish(), tok.decode(&ids, true));
     }
     // 🦙 is four byte tokens: nothing comes out until the fourth.
     let ids = tok.encode("🦙", false, false);

@@ -9,6 +9,8 @@ pub struct StreamDecoder<'a> {
     tokenizer: &'a Tokenizer,
     pending: Vec<u8>,
     render_special: bool,
+    /// Drop the dummy-prefix space before the first word (a reply decoded on its own).
+    strip_leading_space: bool,
 }
 
 impl<'a> StreamDecoder<'a> {
@@ -17,7 +19,21 @@ impl<'a> StreamDecoder<'a> {
             tokenizer,
             pending: Vec::new(),
             render_special: false,
+            strip_leading_space: false,
         }
+    }
+
+    /// The tokenizer the text comes from.
+    pub fn tokenizer(&self) -> &'a Tokenizer {
+        self.tokenizer
+    }
+
+    /// When `on` (and the vocabulary adds a dummy prefix), the space before the first word is
+    /// dropped, as Hugging Face's `decode` of a reply does: "A circle." rather than " A circle.".
+    /// Leave it off for a continuation of the prompt's text (raw completion).
+    pub fn strip_leading_space(mut self, on: bool) -> Self {
+        self.strip_leading_space = on && self.tokenizer.adds_space_prefix();
+        self
     }
 
     /// Control tokens (e.g. `</s>`) are printed as their text when `on`.
@@ -39,7 +55,13 @@ impl<'a> StreamDecoder<'a> {
                 Some(_) => self.pending.len(),
             },
         };
-        let out: Vec<u8> = self.pending.drain(..valid).collect();
+        let mut out: Vec<u8> = self.pending.drain(..valid).collect();
+        if self.strip_leading_space && !out.is_empty() {
+            if out[0] == b' ' {
+                out.remove(0);
+            }
+            self.strip_leading_space = false;
+        }
         String::from_utf8_lossy(&out).into_owned()
     }
 

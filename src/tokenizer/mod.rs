@@ -367,6 +367,11 @@ impl Tokenizer {
         }
     }
 
+    /// Whether encoding puts a space before the first word (SentencePiece's dummy prefix).
+    pub fn adds_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+
     /// The text of `ids` (no special tokens rendered); with `strip_leading_space`, the space
     /// the dummy prefix put before the first word is removed (as Hugging Face's decoder and
     /// llama.cpp's detokenizer do).
