@@ -50,9 +50,9 @@ The model (sizes, vocabulary) and stages 0 and 1 are unchanged (their logs are i
 
 Every scene is freshly generated (tools/demo/scenes.py) from the seed, the stage and the step,
 so the data never repeats and the run is reproducible: same seed, same torch and thread count,
-same weights. Training images are sometimes padded to a square (as the original LLaVA and
-llama.cpp do) and sometimes JPEG re-encoded, so the model does not depend on the preprocessing
-variant. The result is saved as a llava-hf checkpoint directory (f16 safetensors with hub tensor
+same weights. A quarter of the training images are JPEG re-encoded, so the model does not
+depend on the codec; none are padded to a square (`pad_prob` is 0, though `augment` can).
+The result is saved as a llava-hf checkpoint directory (f16 safetensors with hub tensor
 names, tokenizer, processor, chat template) and train_log.json beside it.
 """
 
