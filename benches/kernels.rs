@@ -118,9 +118,17 @@ fn bench_tier() -> Tier {
         .tier
 }
 
-/// The tiers our matmul cases run: [`bench_tier`], or with `LLAVA_BENCH_FULL` and no
-/// `LLAVA_CPU`, every supported tier.
+/// The tiers our matmul cases run: `LLAVA_BENCH_TIERS` (comma-separated names, e.g.
+/// `avx2,avx512`) if set; else [`bench_tier`], or with `LLAVA_BENCH_FULL` and no `LLAVA_CPU`,
+/// every supported tier.
 fn tiers() -> Vec<Tier> {
+    if let Ok(names) = std::env::var("LLAVA_BENCH_TIERS") {
+        return names
+            .split(',')
+            .map(|name| Tier::parse(name.trim()).expect("a tier name"))
+            .filter(|t| Tier::supported().contains(t))
+            .collect();
+    }
     let forced = std::env::var_os("LLAVA_CPU").is_some_and(|v| !v.is_empty());
     if full() && !forced {
         Tier::supported()
@@ -180,6 +188,10 @@ fn run_ours(bencher: Bencher, case: &Case) {
             GgmlType::F32 => kernels.gemm.f32 = None,
             other => panic!("no_tile is for the float types, not {other}"),
         }
+    }
+    // Before/after comparisons of the packed tiles: `LLAVA_BENCH_NO_PACK=1` runs without them.
+    if std::env::var_os("LLAVA_BENCH_NO_PACK").is_some_and(|v| v != "0") {
+        kernels.packed = llava::kernels::GemmKernels::NONE;
     }
     let kernels = &kernels;
     let w = weights(case.ty, case.rows, case.k);

@@ -26,6 +26,31 @@ pub(super) fn matmul_tiled(
     let (rows, k, row_bytes, data) = (w.rows(), w.k(), w.row_bytes(), w.data());
     // Yᵀ [rows × n], cut in row tiles owned by one task each, then transposed into Y.
     let mut y_t = vec![0f32; rows * n];
+    if kernels.packed.get(w.ty()).is_some() {
+        // Packed tiles repack their rows once per call: give each call every token.
+        let chunk = packed_chunk_rows(rows);
+        y_t.par_chunks_mut(chunk * n)
+            .enumerate()
+            .try_for_each(|(i, out)| {
+                let first_row = i * chunk;
+                let chunk_rows = out.len() / n;
+                let w_rows = &data[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
+                kernels.gemm_tile(
+                    w.ty(),
+                    k,
+                    w_rows,
+                    row_bytes,
+                    chunk_rows,
+                    acts,
+                    act_row_bytes,
+                    n,
+                    out,
+                    n,
+                )
+            })?;
+        transpose_into(&y_t, rows, n, y);
+        return Ok(());
+    }
     let tiles: Result<(), KernelError> =
         y_t.par_chunks_mut(ROW_TILE * n)
             .enumerate()
@@ -55,6 +80,13 @@ pub(super) fn matmul_tiled(
     tiles?;
     transpose_into(&y_t, rows, n, y);
     Ok(())
+}
+
+/// Rows per task for the packed tiles: about four tasks per thread (load balance), in whole
+/// packing chunks of 64 rows.
+fn packed_chunk_rows(rows: usize) -> usize {
+    let tasks = 4 * rayon::current_num_threads();
+    rows.div_ceil(tasks).next_multiple_of(64).max(64)
 }
 
 /// Writes the transpose of `src` [rows × cols] into `dst` [cols × rows]: parallel over

@@ -11,6 +11,7 @@ mod act;
 mod common;
 mod dot;
 mod float_tile;
+mod packed;
 mod tile;
 mod variant;
 
