@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::matmul::QuantMatrix;
-use super::{KernelError, Kernels};
+use super::{GemmKernels, KernelError, Kernels};
 
 /// Weight rows per tile for n > 1: 64 rows of a 4096-wide Q4_K row are 147 KiB, which stay
 /// in L2 while a tile of tokens streams past them.
@@ -26,7 +26,7 @@ pub(super) fn matmul_tiled(
     let (rows, k, row_bytes, data) = (w.rows(), w.k(), w.row_bytes(), w.data());
     // Yᵀ [rows × n], cut in row tiles owned by one task each, then transposed into Y.
     let mut y_t = vec![0f32; rows * n];
-    if kernels.packed.get(w.ty()).is_some() {
+    if n >= PACKED_MIN_TOKENS && kernels.packed.get(w.ty()).is_some() {
         // Packed tiles repack their rows once per call: give each call every token.
         let chunk = packed_chunk_rows(rows);
         y_t.par_chunks_mut(chunk * n)
@@ -51,6 +51,11 @@ pub(super) fn matmul_tiled(
         transpose_into(&y_t, rows, n, y);
         return Ok(());
     }
+    // Few tokens: the per-call repacking would cost more than it saves.
+    let kernels = &Kernels {
+        packed: GemmKernels::NONE,
+        ..*kernels
+    };
     let tiles: Result<(), KernelError> =
         y_t.par_chunks_mut(ROW_TILE * n)
             .enumerate()
@@ -81,6 +86,10 @@ pub(super) fn matmul_tiled(
     transpose_into(&y_t, rows, n, y);
     Ok(())
 }
+
+/// Tokens from which the packed tiles (which repack their weight rows on every call) beat the
+/// plain tiles.
+pub const PACKED_MIN_TOKENS: usize = 8;
 
 /// Rows per task for the packed tiles: about four tasks per thread (load balance), in whole
 /// packing chunks of 64 rows.

@@ -14,7 +14,9 @@ x86_variant!(
     3,
     crate::kernels::x86::packed::Ymm256I16,
     1,
-    4
+    4,
+    2,
+    6
 );
 x86_variant!(
     vnni,
@@ -27,7 +29,9 @@ x86_variant!(
     3,
     crate::kernels::x86::packed::Ymm256I16,
     1,
-    4
+    4,
+    2,
+    6
 );
 
 /// The AVX2 tier's table: `base` (the scalar table) with the AVX2 entries, VNNI ones if the

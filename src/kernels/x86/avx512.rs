@@ -15,7 +15,9 @@ x86_variant!(
     3,
     crate::kernels::x86::packed::Ymm256I16,
     1,
-    4
+    4,
+    2,
+    12
 );
 x86_variant!(
     vnni,
@@ -28,7 +30,9 @@ x86_variant!(
     3,
     crate::kernels::x86::packed::Zmm512Vnni,
     2,
-    4
+    4,
+    2,
+    12
 );
 
 /// The AVX-512 tier's table: `base` (the scalar table) with the AVX-512 entries, VNNI ones if

@@ -5,16 +5,17 @@
 //! [`Mac`]: super::common::Mac
 
 /// `x86_variant!(module_name, "feature,list", MacType, tile_rows, tile_cols, FloatLanes,
-/// float_tile_rows, float_tile_cols, PackedIsa, packed_groups, packed_tokens);` (the float
-/// tiles' shape is separate: they hold `rows × cols` vector accumulators, see `float_tile.rs`;
-/// the packed tiles hold `groups` vectors of rows × `tokens`, see `packed.rs`).
+/// float_tile_rows, float_tile_cols, PackedIsa, packed_groups, packed_tokens,
+/// float_packed_groups, float_packed_tokens);` (the float tiles' shape is separate: they hold
+/// `rows × cols` vector accumulators, see `float_tile.rs`; the packed tiles hold `groups`
+/// vectors of rows × `tokens`, see `packed.rs` and `float_packed.rs`).
 macro_rules! x86_variant {
     ($module:ident, $features:literal, $mac:ty, $tile_r:literal, $tile_c:literal,
      $lanes:ty, $ftile_r:literal, $ftile_c:literal,
-     $pk:ty, $pk_r:literal, $pk_c:literal) => {
+     $pk:ty, $pk_r:literal, $pk_c:literal, $fpk_r:literal, $fpk_c:literal) => {
         pub(crate) mod $module {
             #![allow(clippy::missing_safety_doc)]
-            use crate::kernels::x86::{act, dot, float_tile, packed, tile};
+            use crate::kernels::x86::{act, dot, float_packed, float_tile, packed, tile};
 
             /// A dot product over whole blocks: `$w_block`/`$a_block` elements, `$w_bytes`/
             /// `$a_bytes` bytes per block.
@@ -161,6 +162,30 @@ macro_rules! x86_variant {
                     }
                     gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes);
                 };
+                (float_packed: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $inner(
+                        n: usize,
+                        w: *const u8,
+                        w_stride: usize,
+                        rows: usize,
+                        a: *const u8,
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        // SAFETY: forwarded contract (rows × cols rows of n elements behind
+                        // the pointers); features enabled here.
+                        unsafe {
+                            float_packed::gemm::<$lanes, float_tile::$elem, $fpk_r, $fpk_c>(
+                                n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
+                            )
+                        }
+                    }
+                    gemm_tile!(@entry $name, $inner, 1, $bytes, $bytes);
+                };
                 (float: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
                     #[target_feature(enable = $features)]
                     #[allow(clippy::too_many_arguments)]
@@ -222,6 +247,9 @@ macro_rules! x86_variant {
             gemm_tile!(packed: packed_q4_k_q8_k, packed_q4_k_tf, Q4K, 256, 144, 292);
             gemm_tile!(packed: packed_q5_k_q8_k, packed_q5_k_tf, Q5K, 256, 176, 292);
             gemm_tile!(packed: packed_q6_k_q8_k, packed_q6_k_tf, Q6K, 256, 210, 292);
+            gemm_tile!(float_packed: packed_f16, packed_f16_tf, F16, 2);
+            gemm_tile!(float_packed: packed_bf16, packed_bf16_tf, Bf16, 2);
+            gemm_tile!(float_packed: packed_f32, packed_f32_tf, F32, 4);
             gemm_tile!(float: gemm_f16, gemm_f16_tf, F16, 2);
             gemm_tile!(float: gemm_bf16, gemm_bf16_tf, Bf16, 2);
             gemm_tile!(float: gemm_f32, gemm_f32_tf, F32, 4);
@@ -263,6 +291,9 @@ macro_rules! x86_variant {
                         q4_k: Some(packed_q4_k_q8_k),
                         q5_k: Some(packed_q5_k_q8_k),
                         q6_k: Some(packed_q6_k_q8_k),
+                        f16: Some(packed_f16),
+                        bf16: Some(packed_bf16),
+                        f32: Some(packed_f32),
                         ..base.packed
                     },
                     act: ActKernels {
