@@ -118,9 +118,17 @@ fn bench_tier() -> Tier {
         .tier
 }
 
-/// The tiers our matmul cases run: [`bench_tier`], or with `LLAVA_BENCH_FULL` and no
-/// `LLAVA_CPU`, every supported tier.
+/// The tiers our matmul cases run: `LLAVA_BENCH_TIERS` (comma-separated names, e.g.
+/// `avx2,avx512`) if set; else [`bench_tier`], or with `LLAVA_BENCH_FULL` and no `LLAVA_CPU`,
+/// every supported tier.
 fn tiers() -> Vec<Tier> {
+    if let Ok(names) = std::env::var("LLAVA_BENCH_TIERS") {
+        return names
+            .split(',')
+            .map(|name| Tier::parse(name.trim()).expect("a tier name"))
+            .filter(|t| Tier::supported().contains(t))
+            .collect();
+    }
     let forced = std::env::var_os("LLAVA_CPU").is_some_and(|v| !v.is_empty());
     if full() && !forced {
         Tier::supported()
@@ -129,10 +137,22 @@ fn tiers() -> Vec<Tier> {
     }
 }
 
+/// The weight types to run: `LLAVA_BENCH_TYPES` (comma-separated, e.g. `Q4_K,F16`) if set,
+/// else all of [`TYPES`].
+fn types() -> Vec<GgmlType> {
+    match std::env::var("LLAVA_BENCH_TYPES") {
+        Ok(names) => TYPES
+            .into_iter()
+            .filter(|t| names.split(',').any(|n| n.trim() == t.to_string()))
+            .collect(),
+        Err(_) => TYPES.to_vec(),
+    }
+}
+
 fn cases(n: usize) -> Vec<Case> {
     let mut out = Vec::new();
     for tier in tiers() {
-        for ty in TYPES {
+        for ty in types() {
             for (i, &(rows, k)) in SHAPES.iter().enumerate() {
                 let default_set =
                     n == 1 || (i == 0 && matches!(ty, GgmlType::Q4_K | GgmlType::Q8_0));
@@ -175,11 +195,15 @@ fn run_ours(bencher: Bencher, case: &Case) {
     let mut kernels = *Kernels::for_tier(case.tier).expect("supported tier");
     if case.no_tile {
         match case.ty {
-            GgmlType::F16 => kernels.gemm.f16 = None,
-            GgmlType::BF16 => kernels.gemm.bf16 = None,
-            GgmlType::F32 => kernels.gemm.f32 = None,
+            GgmlType::F16 => (kernels.gemm.f16, kernels.packed.f16) = (None, None),
+            GgmlType::BF16 => (kernels.gemm.bf16, kernels.packed.bf16) = (None, None),
+            GgmlType::F32 => (kernels.gemm.f32, kernels.packed.f32) = (None, None),
             other => panic!("no_tile is for the float types, not {other}"),
         }
+    }
+    // Before/after comparisons of the packed tiles: `LLAVA_BENCH_NO_PACK=1` runs without them.
+    if std::env::var_os("LLAVA_BENCH_NO_PACK").is_some_and(|v| v != "0") {
+        kernels.packed = llava::kernels::GemmKernels::NONE;
     }
     let kernels = &kernels;
     let w = weights(case.ty, case.rows, case.k);
@@ -311,23 +335,37 @@ fn matmul_n512_ggml(bencher: Bencher, case: &Case) {
 /// (rows, k) of CLIP ViT-L/14's projections: attention (and out), FFN up, FFN down.
 const CLIP_SHAPES: [(usize, usize); 3] = [(1024, 1024), (4096, 1024), (1024, 4096)];
 
-/// CLIP ViT-L/14-336's 577 tokens through its F16 matrices, 1 and 2 threads: the best tier
-/// with its F16 tile, and without it (`dots`: one dot per row and token).
+/// CLIP ViT-L/14-336's 577 tokens through its F16 and Q8_0 matrices, 1 and 2 threads, on
+/// `LLAVA_BENCH_TIERS` or [`bench_tier`]; F16 also without its tiles (`dots`: one dot per row
+/// and token).
 fn clip_cases() -> Vec<Case> {
     let mut out = Vec::new();
-    for &(rows, k) in &CLIP_SHAPES {
-        for threads in [1, 2] {
-            for no_tile in [false, true] {
-                out.push(Case {
-                    ty: GgmlType::F16,
-                    rows,
-                    k,
-                    n: 577,
-                    threads,
-                    tier: bench_tier(),
-                    ggml: false,
-                    no_tile,
-                });
+    // Every tier with LLAVA_BENCH_FULL would include the scalar one: minutes per case.
+    let tiers = if std::env::var_os("LLAVA_BENCH_TIERS").is_some() {
+        tiers()
+    } else {
+        vec![bench_tier()]
+    };
+    for tier in tiers {
+        for ty in [GgmlType::F16, GgmlType::Q8_0] {
+            for &(rows, k) in &CLIP_SHAPES {
+                for threads in [1, 2] {
+                    for no_tile in [false, true] {
+                        if no_tile && ty != GgmlType::F16 {
+                            continue;
+                        }
+                        out.push(Case {
+                            ty,
+                            rows,
+                            k,
+                            n: 577,
+                            threads,
+                            tier,
+                            ggml: false,
+                            no_tile,
+                        });
+                    }
+                }
             }
         }
     }
@@ -335,9 +373,11 @@ fn clip_cases() -> Vec<Case> {
 }
 
 fn clip_ggml_cases() -> Vec<Case> {
-    clip_cases()
+    let cases = clip_cases();
+    let first = cases.first().map(|c| c.tier);
+    cases
         .into_iter()
-        .filter(|c| !c.no_tile)
+        .filter(|c| !c.no_tile && Some(c.tier) == first)
         .map(|c| Case {
             tier: Tier::Scalar,
             ggml: true,

@@ -200,3 +200,76 @@ fn bf16_dot_is_the_f64_sum_of_exact_products() {
         );
     }
 }
+
+/// The gemm tiles of every tier this CPU supports (the x86 packed tiles among them) against
+/// ggml's `vec_dot`, cell by cell: bit for bit on exact inputs, within the rounding bound
+/// (`float_lanes` 4, the fewest any of our kernels keeps) of it on realistic ones. Shapes: one
+/// and three blocks; tokens 1, 2, 3, 17; weight rows across vector groups and packing chunks.
+#[test]
+fn gemm_tiles_of_every_tier_match_ggml() {
+    let mut rng = rng(14);
+    let tiers: Vec<&Kernels> = Tier::supported()
+        .into_iter()
+        .map(|t| Kernels::for_tier(t).expect("supported tier"))
+        .collect();
+    for w_type in WEIGHT_TYPES.into_iter().filter(|t| in_ggml(*t)) {
+        let act_type = activation_type(w_type).expect("paired");
+        for n in &lengths(w_type)[..2] {
+            let n = *n;
+            for exact in [true, false] {
+                let pairs: Vec<_> = (0..70)
+                    .map(|_| {
+                        if exact {
+                            exact_pair(w_type, n, &mut rng)
+                        } else {
+                            realistic_pair(w_type, n, &mut rng)
+                        }
+                    })
+                    .collect();
+                let w: Vec<u8> = pairs.iter().flat_map(|p| p.0.clone()).collect();
+                let a: Vec<u8> = pairs.iter().flat_map(|p| p.1.clone()).collect();
+                let (w_row, a_row) = (pairs[0].0.len(), pairs[0].1.len());
+                assert_eq!(a_row, act_type.bytes_for(n as u64).unwrap() as usize);
+                for (rows, cols) in [(1, 1), (17, 2), (33, 3), (70, 17)] {
+                    let theirs: Vec<f32> = (0..rows * cols)
+                        .map(|i| {
+                            let (r, c) = (i / cols, i % cols);
+                            ggml_dot(w_type, n, &pairs[r].0, &pairs[c].1)
+                        })
+                        .collect();
+                    for kernels in &tiers {
+                        let mut out = vec![f32::NAN; rows * cols];
+                        kernels
+                            .gemm_tile(
+                                w_type,
+                                n,
+                                &w[..rows * w_row],
+                                w_row,
+                                rows,
+                                &a[..cols * a_row],
+                                a_row,
+                                cols,
+                                &mut out,
+                                cols,
+                            )
+                            .unwrap();
+                        for (i, (&ours, &theirs)) in out.iter().zip(&theirs).enumerate() {
+                            let (r, c) = (i / cols, i % cols);
+                            let what = format!(
+                                "{} {w_type} n={n} {rows}×{cols} ({r},{c}): {ours} vs ggml {theirs}",
+                                kernels.tier
+                            );
+                            if exact {
+                                assert_eq!(ours.to_bits(), theirs.to_bits(), "{what}");
+                            } else {
+                                let bound = magnitude(w_type, n, &pairs[r].0, &pairs[c].1);
+                                let tol = tolerance(w_type, n, bound, 4);
+                                assert!(f64::from(ours - theirs).abs() <= tol, "{what}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

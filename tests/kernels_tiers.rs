@@ -222,21 +222,23 @@ fn gemm_tiles_match_scalar_dots() {
     }
 }
 
-/// The float types' tiles (F16, BF16, F32: R × C register tiles in the SIMD tiers) at odd
-/// shapes: k not a multiple of any SIMD width (1, 7, 37, 100) and a multiple (64, 1040), token
-/// counts 1, 2, 3, 17 and weight-row counts that are not multiples of the tile heights
-/// (1, 5, 9, 13). Each cell equals the scalar dot on exact inputs (small integers: every
-/// association is exact; equal values, the sign of a zero aside) and is within the rounding bound
-/// `kernels_support::tolerance` (2·(⌈k / 4⌉ + 8)·u·B) of it on realistic ones: the tiles
-/// sum in 8 or 16 lanes, then the `k mod lanes` tail, an association other than the dots'.
+/// The float types' tiles (F16, BF16, F32: R × C register tiles, or packed rows, in the SIMD
+/// tiers) at odd shapes: k not a multiple of any SIMD width (1, 7, 37, 100), a multiple (64,
+/// 1040), and beyond the packed tiles' 2048-step k-chunks (2100); token counts 1, 2, 3, 17;
+/// weight-row counts that are not multiples of the tile heights (1, 5, 9, 13) or beyond one
+/// band of the packed tiles (40). Each cell equals the scalar dot on exact inputs (small
+/// integers: every association is exact; equal values, the sign of a zero aside) and is within
+/// the rounding bound `kernels_support::tolerance` (2·(⌈k / 4⌉ + 8)·u·B) of it on realistic
+/// ones: the tiles sum in 8 or 16 lanes, then the `k mod lanes` tail (packed: 16 steps per
+/// partial sum), an association other than the dots'.
 #[test]
 fn float_gemm_tiles_at_odd_shapes_match_scalar_dots() {
     let mut rng = rng(27);
     let tiers = tiers();
     for w_type in [GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
-        for k in [1, 7, 37, 64, 100, 1040] {
+        for k in [1, 7, 37, 64, 100, 1040, 2100] {
             for exact in [true, false] {
-                let pairs: Vec<_> = (0..17)
+                let pairs: Vec<_> = (0..40)
                     .map(|_| {
                         if exact {
                             exact_pair(w_type, k, &mut rng)
@@ -245,7 +247,7 @@ fn float_gemm_tiles_at_odd_shapes_match_scalar_dots() {
                         }
                     })
                     .collect();
-                for rows in [1, 5, 9, 13] {
+                for rows in [1, 5, 9, 13, 40] {
                     for cols in [1, 2, 3, 17] {
                         let w_rows: Vec<_> = pairs[..rows].iter().map(|p| p.0.clone()).collect();
                         let a_rows: Vec<_> = pairs[..cols].iter().map(|p| p.1.clone()).collect();

@@ -276,6 +276,10 @@ pub struct Kernels {
     pub tier: Tier,
     pub dot: DotKernels,
     pub gemm: GemmKernels,
+    /// Tiles that repack their weight rows on every call (`x86/packed.rs`): fast only when a
+    /// call brings many tokens, so [`matmul`] gives them every token of a chunk of rows at
+    /// once. Preferred over `gemm` where both exist.
+    pub packed: GemmKernels,
     pub act: ActKernels,
 }
 
@@ -492,7 +496,7 @@ impl Kernels {
         if rows == 0 || cols == 0 {
             return Ok(());
         }
-        match self.gemm.get(w_type) {
+        match self.packed.get(w_type).or(self.gemm.get(w_type)) {
             Some(tile) => tile(n, w, w_stride, rows, a, a_stride, cols, out, out_stride),
             None => scalar::gemm_tile_by_dots(
                 dot, n, w, w_stride, rows, a, a_stride, cols, out, out_stride,

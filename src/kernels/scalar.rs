@@ -25,6 +25,7 @@ pub const KERNELS: Kernels = Kernels {
     tier: Tier::Scalar,
     dot: DOT,
     gemm: GemmKernels::NONE,
+    packed: GemmKernels::NONE,
     act: ACT,
 };
 

@@ -11,7 +11,12 @@ x86_variant!(
     4,
     crate::kernels::x86::float_tile::Ymm,
     4,
-    3
+    3,
+    crate::kernels::x86::packed::Ymm256I16,
+    1,
+    4,
+    2,
+    6
 );
 x86_variant!(
     vnni,
@@ -21,7 +26,12 @@ x86_variant!(
     4,
     crate::kernels::x86::float_tile::Ymm,
     4,
-    3
+    3,
+    crate::kernels::x86::packed::Ymm256I16,
+    1,
+    4,
+    2,
+    6
 );
 
 /// The AVX2 tier's table: `base` (the scalar table) with the AVX2 entries, VNNI ones if the

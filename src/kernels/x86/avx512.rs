@@ -12,7 +12,12 @@ x86_variant!(
     4,
     crate::kernels::x86::float_tile::Zmm,
     8,
-    3
+    3,
+    crate::kernels::x86::packed::Ymm256I16,
+    1,
+    4,
+    2,
+    12
 );
 x86_variant!(
     vnni,
@@ -22,7 +27,12 @@ x86_variant!(
     4,
     crate::kernels::x86::float_tile::Zmm,
     8,
-    3
+    3,
+    crate::kernels::x86::packed::Zmm512Vnni,
+    2,
+    4,
+    2,
+    12
 );
 
 /// The AVX-512 tier's table: `base` (the scalar table) with the AVX-512 entries, VNNI ones if

@@ -29,6 +29,11 @@ pub(super) trait Lanes {
     /// `a * b + c`, fused.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn hsum(v: Self::V) -> f32;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `x` in every lane.
+    unsafe fn splat(x: f32) -> Self::V;
+    /// Stores the `N` lanes at `out`.
+    unsafe fn store(v: Self::V, out: *mut f32);
     /// `N` f16 at `p`, widened.
     unsafe fn f16(p: *const u8) -> Self::V;
     /// `N` bf16 at `p`, widened (a bf16 is the top half of an f32).
@@ -57,6 +62,21 @@ impl Lanes for Ymm {
     unsafe fn hsum(v: __m256) -> f32 {
         // SAFETY: register-only; the caller holds AVX.
         unsafe { hsum_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: register-only; the caller holds AVX.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        // SAFETY: register-only; the caller holds AVX.
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn store(v: __m256, out: *mut f32) {
+        // SAFETY: 8 writable f32 at `out` (caller).
+        unsafe { _mm256_storeu_ps(out, v) }
     }
     #[inline(always)]
     unsafe fn f16(p: *const u8) -> __m256 {
@@ -101,6 +121,21 @@ impl Lanes for Zmm {
             );
             hsum_ps(half)
         }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: register-only; the caller holds AVX-512 F.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        // SAFETY: register-only; the caller holds AVX-512 F.
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn store(v: __m512, out: *mut f32) {
+        // SAFETY: 16 writable f32 at `out` (caller).
+        unsafe { _mm512_storeu_ps(out, v) }
     }
     #[inline(always)]
     unsafe fn f16(p: *const u8) -> __m512 {

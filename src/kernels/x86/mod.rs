@@ -10,7 +10,9 @@
 mod act;
 mod common;
 mod dot;
+mod float_packed;
 mod float_tile;
+mod packed;
 mod tile;
 mod variant;
 

@@ -49,7 +49,7 @@ struct Variant {
     name: &'static str,
     dots: [(GgmlType, DotFn); 13],
     acts: [(GgmlType, ActFn); 5],
-    tiles: [(GgmlType, TileFn); 4],
+    tiles: [(GgmlType, TileFn); 10],
 }
 
 macro_rules! variant {
@@ -84,6 +84,12 @@ macro_rules! variant {
                 (GgmlType::Q8_0, v::gemm_q8_0_q8_0),
                 (GgmlType::Q4_K, v::gemm_q4_k_q8_k),
                 (GgmlType::Q6_K, v::gemm_q6_k_q8_k),
+                (GgmlType::Q4_0, v::packed_q4_0_q8_0),
+                (GgmlType::Q5_0, v::packed_q5_0_q8_0),
+                (GgmlType::Q8_0, v::packed_q8_0_q8_0),
+                (GgmlType::Q4_K, v::packed_q4_k_q8_k),
+                (GgmlType::Q5_K, v::packed_q5_k_q8_k),
+                (GgmlType::Q6_K, v::packed_q6_k_q8_k),
             ],
         }
     }};
@@ -301,9 +307,28 @@ fn gemm_tiles_match_the_reference_for_full_and_partial_tiles() {
     let mut rng = Rng(0x5151_7e57_0dd5_eed5);
     for v in &supported_variants() {
         for &(wt, tile) in &v.tiles {
-            let n = 3 * wt.block_size();
-            let (w_row, a_row) = (wt.type_size() * 3, activation_type(wt).type_size() * 3);
-            for (rows, cols) in [(1, 1), (4, 4), (5, 3), (9, 6), (2, 8), (8, 9)] {
+            // Shapes: one and three blocks; tokens 1, 2, 3, 17; rows across the packed tiles'
+            // groups of 8/16, their 2-group tiles and their 64-row packing chunks.
+            let shapes = [
+                (1, 1),
+                (4, 4),
+                (5, 3),
+                (9, 6),
+                (2, 8),
+                (8, 9),
+                (1, 17),
+                (33, 2),
+            ];
+            for (blocks, (rows, cols)) in [1, 3]
+                .into_iter()
+                .flat_map(|b| shapes.map(|s| (b, s)))
+                .chain([(3, (70, 17)), (1, (131, 5))])
+            {
+                let n = blocks * wt.block_size();
+                let (w_row, a_row) = (
+                    wt.type_size() * blocks,
+                    activation_type(wt).type_size() * blocks,
+                );
                 let (w_stride, a_stride, out_stride) = (w_row + 7, a_row + 3, cols + 2);
                 let mut w = vec![0u8; rows * w_stride];
                 let mut a = vec![0u8; cols * a_stride];

@@ -5,14 +5,17 @@
 //! [`Mac`]: super::common::Mac
 
 /// `x86_variant!(module_name, "feature,list", MacType, tile_rows, tile_cols, FloatLanes,
-/// float_tile_rows, float_tile_cols);` (the float tiles' shape is separate: they hold
-/// `rows × cols` vector accumulators, see `float_tile.rs`).
+/// float_tile_rows, float_tile_cols, PackedIsa, packed_groups, packed_tokens,
+/// float_packed_groups, float_packed_tokens);` (the float tiles' shape is separate: they hold
+/// `rows × cols` vector accumulators, see `float_tile.rs`; the packed tiles hold `groups`
+/// vectors of rows × `tokens`, see `packed.rs` and `float_packed.rs`).
 macro_rules! x86_variant {
     ($module:ident, $features:literal, $mac:ty, $tile_r:literal, $tile_c:literal,
-     $lanes:ty, $ftile_r:literal, $ftile_c:literal) => {
+     $lanes:ty, $ftile_r:literal, $ftile_c:literal,
+     $pk:ty, $pk_r:literal, $pk_c:literal, $fpk_r:literal, $fpk_c:literal) => {
         pub(crate) mod $module {
             #![allow(clippy::missing_safety_doc)]
-            use crate::kernels::x86::{act, dot, float_tile, tile};
+            use crate::kernels::x86::{act, dot, float_packed, float_tile, packed, tile};
 
             /// A dot product over whole blocks: `$w_block`/`$a_block` elements, `$w_bytes`/
             /// `$a_bytes` bytes per block.
@@ -135,6 +138,54 @@ macro_rules! x86_variant {
                         }
                     }
                 };
+                (packed: $name:ident, $inner:ident, $ty:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $inner(
+                        nb: usize,
+                        w: *const u8,
+                        w_stride: usize,
+                        rows: usize,
+                        a: *const u8,
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        // SAFETY: forwarded contract (rows × cols rows of whole blocks behind
+                        // the pointers, out holds the tile); features enabled here.
+                        unsafe {
+                            packed::gemm::<$pk, packed::$ty, $pk_r, $pk_c>(
+                                nb, w, w_stride, rows, a, a_stride, cols, out, out_stride,
+                            )
+                        }
+                    }
+                    gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes);
+                };
+                (float_packed: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $inner(
+                        n: usize,
+                        w: *const u8,
+                        w_stride: usize,
+                        rows: usize,
+                        a: *const u8,
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        // SAFETY: forwarded contract (rows × cols rows of n elements behind
+                        // the pointers); features enabled here.
+                        unsafe {
+                            float_packed::gemm::<$lanes, float_tile::$elem, $fpk_r, $fpk_c>(
+                                n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
+                            )
+                        }
+                    }
+                    gemm_tile!(@entry $name, $inner, 1, $bytes, $bytes);
+                };
                 (float: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
                     #[target_feature(enable = $features)]
                     #[allow(clippy::too_many_arguments)]
@@ -190,6 +241,15 @@ macro_rules! x86_variant {
             gemm_tile!(gemm_q8_0_q8_0, gemm_q8_0_tf, q8_0, 32, 34, 34);
             gemm_tile!(gemm_q4_k_q8_k, gemm_q4_k_tf, q4_k, 256, 144, 292);
             gemm_tile!(gemm_q6_k_q8_k, gemm_q6_k_tf, q6_k, 256, 210, 292);
+            gemm_tile!(packed: packed_q4_0_q8_0, packed_q4_0_tf, Q4_0, 32, 18, 34);
+            gemm_tile!(packed: packed_q5_0_q8_0, packed_q5_0_tf, Q5_0, 32, 22, 34);
+            gemm_tile!(packed: packed_q8_0_q8_0, packed_q8_0_tf, Q8_0, 32, 34, 34);
+            gemm_tile!(packed: packed_q4_k_q8_k, packed_q4_k_tf, Q4K, 256, 144, 292);
+            gemm_tile!(packed: packed_q5_k_q8_k, packed_q5_k_tf, Q5K, 256, 176, 292);
+            gemm_tile!(packed: packed_q6_k_q8_k, packed_q6_k_tf, Q6K, 256, 210, 292);
+            gemm_tile!(float_packed: packed_f16, packed_f16_tf, F16, 2);
+            gemm_tile!(float_packed: packed_bf16, packed_bf16_tf, Bf16, 2);
+            gemm_tile!(float_packed: packed_f32, packed_f32_tf, F32, 4);
             gemm_tile!(float: gemm_f16, gemm_f16_tf, F16, 2);
             gemm_tile!(float: gemm_bf16, gemm_bf16_tf, Bf16, 2);
             gemm_tile!(float: gemm_f32, gemm_f32_tf, F32, 4);
@@ -223,6 +283,18 @@ macro_rules! x86_variant {
                         bf16: Some(gemm_bf16),
                         f32: Some(gemm_f32),
                         ..base.gemm
+                    },
+                    packed: GemmKernels {
+                        q4_0: Some(packed_q4_0_q8_0),
+                        q5_0: Some(packed_q5_0_q8_0),
+                        q8_0: Some(packed_q8_0_q8_0),
+                        q4_k: Some(packed_q4_k_q8_k),
+                        q5_k: Some(packed_q5_k_q8_k),
+                        q6_k: Some(packed_q6_k_q8_k),
+                        f16: Some(packed_f16),
+                        bf16: Some(packed_bf16),
+                        f32: Some(packed_f32),
+                        ..base.packed
                     },
                     act: ActKernels {
                         q8_0: quantize_q8_0,
