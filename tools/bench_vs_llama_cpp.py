@@ -129,6 +129,8 @@ def main():
     rows = []
     for model in args.model:
         for test, n in (("pp", args.n_prompt), ("tg", args.n_gen)):
+            if n == 0:  # e.g. -p 0 -n 0 with --next-mmproj: the NeXT job only
+                continue
             theirs = llama_bench(args.llama_cpp_bin, model, test, n, args.threads, args.repetitions)
             ours = llava_bench(args.llava, model, test, n, args.threads, args.repetitions)
             extra = ""
