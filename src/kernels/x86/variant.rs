@@ -162,31 +162,15 @@ macro_rules! x86_variant {
                     }
                     gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes);
                 };
+                // The float tiles: plain (`float_tile`) or packed (`float_packed`), one body
+                // with its own tile shape.
                 (float_packed: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
-                    #[target_feature(enable = $features)]
-                    #[allow(clippy::too_many_arguments)]
-                    unsafe fn $inner(
-                        n: usize,
-                        w: *const u8,
-                        w_stride: usize,
-                        rows: usize,
-                        a: *const u8,
-                        a_stride: usize,
-                        cols: usize,
-                        out: &mut [f32],
-                        out_stride: usize,
-                    ) {
-                        // SAFETY: forwarded contract (rows × cols rows of n elements behind
-                        // the pointers); features enabled here.
-                        unsafe {
-                            float_packed::gemm::<$lanes, float_tile::$elem, $fpk_r, $fpk_c>(
-                                n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
-                            )
-                        }
-                    }
-                    gemm_tile!(@entry $name, $inner, 1, $bytes, $bytes);
+                    gemm_tile!(@float float_packed, $fpk_r, $fpk_c, $name, $inner, $elem, $bytes);
                 };
                 (float: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
+                    gemm_tile!(@float float_tile, $ftile_r, $ftile_c, $name, $inner, $elem, $bytes);
+                };
+                (@float $tile_mod:ident, $r:tt, $c:tt, $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
                     #[target_feature(enable = $features)]
                     #[allow(clippy::too_many_arguments)]
                     unsafe fn $inner(
@@ -203,7 +187,7 @@ macro_rules! x86_variant {
                         // SAFETY: forwarded contract (rows × cols rows of n elements behind
                         // the pointers); features enabled here.
                         unsafe {
-                            float_tile::gemm::<$lanes, float_tile::$elem, $ftile_r, $ftile_c>(
+                            $tile_mod::gemm::<$lanes, float_tile::$elem, $r, $c>(
                                 n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
                             )
                         }
