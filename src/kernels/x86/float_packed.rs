@@ -5,9 +5,15 @@
 //! the loop and no horizontal sums (the float tiles of `float_tile.rs` widen `R + C` vectors
 //! per `R·C` FMAs and sum lanes at the end).
 //!
+//! The widened activations are laid out in panels of `C` tokens, and within a panel in blocks
+//! of [`KB`] steps of k with each token's `KB` values together: a micro-tile reads one
+//! sequential stream, every broadcast at a fixed offset from one pointer (with one row pointer
+//! per token, the compiler ran out of registers and spilled them in the inner loop).
+//!
 //! Numerics: products are exact in f32; each lane sums [`KB`] consecutive products in order,
 //! then adds that partial sum to the total: at most `KB + ⌈k / KB⌉` additions deep, within the
-//! bound the tests allow (`⌈k / 4⌉ + 8`) for every k.
+//! bound the tests allow (`⌈k / 4⌉ + 8`) for every k. Padding (k to a multiple of `KB`, tokens
+//! to a whole panel) only adds zero products.
 //!
 //! # Safety (all bodies)
 //! The caller must hold AVX2, FMA, F16C, and for [`Zmm`](super::float_tile::Zmm) AVX-512 F.
@@ -15,14 +21,15 @@
 // Register tiles are indexed `[r][c]` in nested loops, which read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+use std::arch::x86_64::*;
 use std::cell::Cell;
 
-use super::float_tile::{Elem, Lanes};
+use super::float_tile::{Elem, Lanes, Ymm};
 
-/// Steps of k summed per partial sum.
+/// Steps of k summed per partial sum, and the k-block of the activation panels.
 const KB: usize = 16;
 /// Steps of k packed at once: a band of 32 rows × 2048 f32 is 256 KiB, which stays in L2
-/// while the tokens stream past; the k-chunks' results are added in `out`.
+/// while the tokens stream past; the k-chunks' results are added in `out`. A multiple of KB.
 const KC: usize = 2048;
 /// Tokens widened at once (bounds the activation buffer: 512 × 11008 f32 = 22 MiB).
 const TOKEN_CHUNK: usize = 512;
@@ -32,26 +39,28 @@ thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// `R` packed row groups × `C` tokens over `k`: `packed` holds `R` groups of `k × N` f32,
-/// `acts[c]` `k` f32.
+/// `R` packed row groups × the `C` tokens of a panel over `kblocks` blocks of [`KB`] steps of
+/// k: group `r` holds `kblocks·KB × N` f32 at `packed + r·group_stride`, the panel
+/// `kblocks × C × KB` f32 at `panel`.
 #[inline(always)]
 unsafe fn micro<L: Lanes, const R: usize, const C: usize>(
-    k: usize,
+    kblocks: usize,
     packed: *const f32,
-    acts: [*const f32; C],
+    group_stride: usize,
+    panel: *const f32,
 ) -> [[L::V; C]; R] {
-    // SAFETY: `R·k·N` f32 at `packed`, `k` at each `acts[c]` (caller).
+    // SAFETY: the groups and the panel hold what the doc says (caller).
     unsafe {
         let mut total = [[L::zero(); C]; R];
-        let mut k0 = 0;
-        while k0 < k {
-            let end = (k0 + KB).min(k);
+        for b in 0..kblocks {
+            let wb = packed.add(b * KB * L::N);
+            let ab = panel.add(b * C * KB);
             let mut part = [[L::zero(); C]; R];
-            for kk in k0..end {
+            for j in 0..KB {
                 let w: [L::V; R] =
-                    std::array::from_fn(|r| L::f32(packed.add((r * k + kk) * L::N).cast()));
+                    std::array::from_fn(|r| L::f32(wb.add(r * group_stride + j * L::N).cast()));
                 for c in 0..C {
-                    let a = L::splat(*acts[c].add(kk));
+                    let a = L::splat(*ab.add(c * KB + j));
                     for r in 0..R {
                         part[r][c] = L::fma(w[r], a, part[r][c]);
                     }
@@ -62,47 +71,137 @@ unsafe fn micro<L: Lanes, const R: usize, const C: usize>(
                     total[r][c] = L::add(total[r][c], part[r][c]);
                 }
             }
-            k0 = end;
         }
         total
     }
 }
 
-/// The micro-tile at token `c0` of the chunk (widened rows `act_stride` apart), written to
-/// `out` (the band's first `valid` rows, tokens from `col + c0`), or added to it (`add`: a
-/// later k-chunk).
+/// The micro-tile of panel `panel` (its first `width` tokens real, the first at `col`),
+/// written to `out` (the band's first `valid` rows), or added to it (`add`: a later k-chunk).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn run<L: Lanes, const R: usize, const C: usize>(
-    k: usize,
+    kblocks: usize,
     packed: *const f32,
-    acts: *const f32,
-    act_stride: usize,
-    c0: usize,
+    group_stride: usize,
+    panel: *const f32,
+    width: usize,
     valid: usize,
     out: &mut [f32],
     out_stride: usize,
     col: usize,
     add: bool,
 ) {
-    // SAFETY: forwarded (the packed rows and tokens c0..c0 + C exist).
-    let res = unsafe {
-        let ap: [*const f32; C] = std::array::from_fn(|c| acts.add((c0 + c) * act_stride));
-        micro::<L, R, C>(k, packed, ap)
-    };
+    // SAFETY: forwarded (the packed rows and the panel exist).
+    let res = unsafe { micro::<L, R, C>(kblocks, packed, group_stride, panel) };
     let mut lanes = [0f32; 16];
     for (r, row) in res.iter().enumerate() {
-        for (c, &v) in row.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate().take(width) {
             // SAFETY: `lanes` holds 16 ≥ N f32.
             unsafe { L::store(v, lanes.as_mut_ptr()) };
             for (i, &x) in lanes[..L::N].iter().enumerate() {
                 let row_in = r * L::N + i;
                 if row_in < valid {
-                    let cell = &mut out[row_in * out_stride + col + c0 + c];
+                    let cell = &mut out[row_in * out_stride + col + c];
                     *cell = if add { *cell + x } else { x };
                 }
             }
         }
+    }
+}
+
+/// Packs `valid` weight rows (`klen` elements each, `w_stride` bytes apart from `w`) as `R`
+/// groups of `N` rows: group g, position kk, lane i at `packed[g·group_stride + kk·N + i]`,
+/// widened to f32; rows past `valid` and positions from `klen` to `group_stride / N` are 0.
+/// Whole 8 × 8 blocks go through a register transpose (a scalar scatter here cost a tenth of
+/// a CLIP encode).
+///
+/// # Safety
+/// As [`gemm`]'s; `packed` holds `R·group_stride` f32.
+#[inline(always)]
+unsafe fn pack_band<L: Lanes, E: Elem, const R: usize>(
+    w: *const u8,
+    w_stride: usize,
+    valid: usize,
+    klen: usize,
+    group_stride: usize,
+    packed: *mut f32,
+) {
+    let whole = klen / 8 * 8;
+    let padded = group_stride / L::N;
+    // SAFETY: reads stay within the `valid` rows' `klen` elements, writes within the groups.
+    unsafe {
+        for g in 0..R {
+            let group = packed.add(g * group_stride);
+            for i0 in (0..L::N).step_by(8) {
+                let first = g * L::N + i0;
+                let mut kk = 0;
+                while kk < whole {
+                    let rows: [__m256; 8] = std::array::from_fn(|i| {
+                        if first + i < valid {
+                            E::load::<Ymm>(w.add((first + i) * w_stride + kk * E::BYTES))
+                        } else {
+                            _mm256_setzero_ps()
+                        }
+                    });
+                    let cols = transpose8(rows);
+                    for (j, &col) in cols.iter().enumerate() {
+                        _mm256_storeu_ps(group.add((kk + j) * L::N + i0), col);
+                    }
+                    kk += 8;
+                }
+                for kk in whole..padded {
+                    for i in 0..8 {
+                        let row = first + i;
+                        *group.add(kk * L::N + i0 + i) = if row < valid && kk < klen {
+                            E::read(w.add(row * w_stride + kk * E::BYTES))
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The 8 × 8 transpose: lane j of `rows[i]` becomes lane i of the result's vector j.
+///
+/// # Safety
+/// The caller holds AVX.
+#[inline(always)]
+unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    // SAFETY: register-only (AVX held by the caller).
+    unsafe {
+        // Pairs of rows interleaved: (r0 r1) lanes 0 1 4 5 and 2 3 6 7, and so on.
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        // Quads of rows: columns (0, 4), (1, 5), (2, 6), (3, 7) of rows 0-3 and 4-7.
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        // Low 128-bit halves give columns 0-3, high halves columns 4-7.
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
     }
 }
 
@@ -127,36 +226,43 @@ pub(super) unsafe fn gemm<L: Lanes, E: Elem, const R: usize, const C: usize>(
 ) {
     let band = R * L::N;
     let chunk = TOKEN_CHUNK.min(cols);
-    // Widened rows one cache line longer than a multiple of 64 bytes: at k = 4096 the rows
-    // would otherwise be 16 KiB apart, all in the same L1 sets, and `C` > 8 streams would
-    // evict each other (measured: 3× slower).
-    let act_stride = k.next_multiple_of(16) + 16;
+    let kblocks = k.div_ceil(KB);
+    // One panel: every k-block of C tokens.
+    let panel_len = kblocks * C * KB;
+    let max_panels = chunk.div_ceil(C);
     // Out of the thread-local and back after: the work must not run in a closure, which would
     // not inherit this function's target features.
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    let need = band * KC + chunk * act_stride;
+    let packed_len = band * KC;
+    let need = packed_len + max_panels * panel_len;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
-    let (packed, acts) = scratch.split_at_mut(band * KC);
+    let (packed, acts) = scratch.split_at_mut(packed_len);
     let mut t0 = 0;
     while t0 < cols {
         let tc = chunk.min(cols - t0);
-        for c in 0..tc {
-            let src = a.wrapping_add((t0 + c) * a_stride);
-            let dst = &mut acts[c * act_stride..c * act_stride + k];
-            let mut kk = 0;
-            // SAFETY: token t0 + c has `k` elements at `src` (caller); `dst` holds `k` f32.
+        let panels = tc.div_ceil(C);
+        // Tokens missing from the last panel, and k beyond the last whole block, read as 0.
+        acts[..panels * panel_len].fill(0.0);
+        for t in 0..tc {
+            let src = a.wrapping_add((t0 + t) * a_stride);
+            let (p, c) = (t / C, t % C);
+            let dst = &mut acts[p * panel_len..(p + 1) * panel_len];
+            let whole = k / KB;
+            // SAFETY: token t0 + t has `k` elements at `src` (caller); `dst` holds the panel,
+            // and block b of token c is dst[(b·C + c)·KB ..][..KB].
             unsafe {
-                while kk + L::N <= k {
-                    L::store(
-                        E::load::<L>(src.add(kk * E::BYTES)),
-                        dst.as_mut_ptr().add(kk),
-                    );
-                    kk += L::N;
+                for b in 0..whole {
+                    let out = dst.as_mut_ptr().add((b * C + c) * KB);
+                    let mut j = 0;
+                    while j < KB {
+                        L::store(E::load::<L>(src.add((b * KB + j) * E::BYTES)), out.add(j));
+                        j += L::N;
+                    }
                 }
-                for (i, v) in dst.iter_mut().enumerate().skip(kk) {
-                    *v = E::read(src.add(i * E::BYTES));
+                for kk in whole * KB..k {
+                    dst[(whole * C + c) * KB + kk - whole * KB] = E::read(src.add(kk * E::BYTES));
                 }
             }
         }
@@ -167,33 +273,41 @@ pub(super) unsafe fn gemm<L: Lanes, E: Elem, const R: usize, const C: usize>(
             let mut k0 = 0;
             while k0 < k {
                 let klen = KC.min(k - k0);
-                // Group g, position kk, lane i at packed[(g·klen + kk)·N + i]; missing rows 0.
-                packed.fill(0.0);
-                for row in 0..valid {
-                    let (g, i) = (row / L::N, row % L::N);
-                    let src = w.wrapping_add((r0 + row) * w_stride + k0 * E::BYTES);
-                    for kk in 0..klen {
-                        // SAFETY: row r0 + row has `k` elements at `w + (r0 + row)·w_stride`.
-                        packed[(g * klen + kk) * L::N + i] =
-                            unsafe { E::read(src.add(kk * E::BYTES)) };
-                    }
-                }
-                let (pp, ap) = (packed.as_ptr(), acts[k0..].as_ptr());
+                let kb_chunk = klen.div_ceil(KB);
+                let group_stride = kb_chunk * KB * L::N;
+                // SAFETY: rows r0..r0 + valid have `k` elements at `w + row·w_stride`; the
+                // groups fit in `packed` (R·group_stride ≤ band·KC).
+                unsafe {
+                    pack_band::<L, E, R>(
+                        w.wrapping_add(r0 * w_stride + k0 * E::BYTES),
+                        w_stride,
+                        valid,
+                        klen,
+                        group_stride,
+                        packed.as_mut_ptr(),
+                    )
+                };
+                let pp = packed.as_ptr();
                 let add = k0 > 0;
-                let full = tc / C * C;
-                let mut c0 = 0;
-                // SAFETY (both loops): the band is packed and tokens 0..tc widened above.
-                while c0 < full {
+                for p in 0..panels {
+                    let panel = acts[p * panel_len + (k0 / KB) * C * KB..].as_ptr();
+                    let width = C.min(tc - p * C);
+                    // SAFETY: the band is packed and the panel widened above; `kb_chunk`
+                    // blocks from k0 / KB lie within the panel's `kblocks`.
                     unsafe {
-                        run::<L, R, C>(klen, pp, ap, act_stride, c0, valid, o, out_stride, t0, add)
+                        run::<L, R, C>(
+                            kb_chunk,
+                            pp,
+                            group_stride,
+                            panel,
+                            width,
+                            valid,
+                            o,
+                            out_stride,
+                            t0 + p * C,
+                            add,
+                        )
                     };
-                    c0 += C;
-                }
-                while c0 < tc {
-                    unsafe {
-                        run::<L, R, 1>(klen, pp, ap, act_stride, c0, valid, o, out_stride, t0, add)
-                    };
-                    c0 += 1;
                 }
                 k0 += klen;
             }
