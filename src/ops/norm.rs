@@ -1,6 +1,8 @@
 //! Normalisations over rows: RMSNorm (LLaMA's `attn_norm`, `ffn_norm`, `output_norm`) and
 //! LayerNorm (CLIP). Sums are accumulated in f64, as ggml's `ggml_float` does.
 
+use rayon::prelude::*;
+
 use super::{OpError, check_len, rows_of};
 
 /// RMSNorm of each row of `x` ([n × dim], dim = `weight.len()`), times `weight`, into `out`:
@@ -27,7 +29,8 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) -> Result<
 
 /// LayerNorm of each row of `x` ([n × dim], dim = `weight.len()`) with affine `weight` and
 /// `bias`, into `out`: `out = (x - mean) / sqrt(var + eps) · weight + bias` (biased variance,
-/// as torch's `nn.LayerNorm`).
+/// as torch's `nn.LayerNorm`). Rows are shared among the threads (CLIP normalises 577 rows
+/// twice a layer).
 pub fn layer_norm(
     x: &[f32],
     weight: &[f32],
@@ -37,29 +40,58 @@ pub fn layer_norm(
 ) -> Result<(), OpError> {
     let dim = weight.len();
     check_len("layer_norm", "bias length", bias.len(), dim)?;
-    rows_of(
+    let rows = rows_of(
         "layer_norm",
         "input elements (rows × weight length)",
         x.len(),
         dim,
     )?;
     check_len("layer_norm", "output elements", out.len(), x.len())?;
-    for (row, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
-        let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
-        let mean = (sum / dim as f64) as f32;
-        let mut var_sum = 0f64;
-        for (o, &v) in dst.iter_mut().zip(row) {
-            let c = v - mean;
-            *o = c;
-            var_sum += f64::from(c) * f64::from(c);
+    if dim == 0 {
+        return Ok(());
+    }
+    let norm_rows = |x: &[f32], out: &mut [f32]| {
+        for (row, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+            layer_norm_row(row, weight, bias, eps, dst);
         }
-        let var = (var_sum / dim as f64) as f32;
-        let scale = 1.0 / (var + eps).sqrt();
-        for ((o, &w), &b) in dst.iter_mut().zip(weight).zip(bias) {
-            *o = *o * scale * w + b;
-        }
+    };
+    if rows < 2 * PARALLEL_ROWS {
+        norm_rows(x, out);
+    } else {
+        x.par_chunks(PARALLEL_ROWS * dim)
+            .zip(out.par_chunks_mut(PARALLEL_ROWS * dim))
+            .for_each(|(x, out)| norm_rows(x, out));
     }
     Ok(())
+}
+
+/// Rows per parallel task of [`layer_norm`].
+const PARALLEL_ROWS: usize = 32;
+
+fn layer_norm_row(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, dst: &mut [f32]) {
+    let dim = row.len();
+    let mean = (sum_f64(row, |v| v) / dim as f64) as f32;
+    for (o, &v) in dst.iter_mut().zip(row) {
+        *o = v - mean;
+    }
+    let var = (sum_f64(dst, |c| c * c) / dim as f64) as f32;
+    let scale = 1.0 / (var + eps).sqrt();
+    for ((o, &w), &b) in dst.iter_mut().zip(weight).zip(bias) {
+        *o = *o * scale * w + b;
+    }
+}
+
+/// `Σ f(v)` in f64, in eight interleaved partial sums (one running sum waits on each add).
+fn sum_f64(v: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(f64::from(x));
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| f(f64::from(x))).sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 #[cfg(test)]
@@ -88,7 +120,8 @@ mod tests {
 
     #[test]
     fn layer_norm_matches_f64_reference() {
-        let (n, dim, eps) = (4, 80, 1e-5f32);
+        // 150 rows: the parallel path, with a partial last task; dim 83: a partial sum chunk.
+        let (n, dim, eps) = (150, 83, 1e-5f32);
         // An offset mean, where a one-pass variance would lose precision.
         let x: Vec<f32> = values(n * dim, 3, 2.0).iter().map(|v| v + 50.0).collect();
         let w = values(dim, 4, 1.0);
