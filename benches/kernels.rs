@@ -409,11 +409,17 @@ fn weight_set(ty: GgmlType, rows: usize, k: usize) -> (Vec<u8>, usize) {
     (matrix.repeat(count), matrix.len())
 }
 
-/// n = 1 at 4096×4096·11008 (FFN down) for Q4_K and Q8_0, best tier, 1 and 2 threads.
+/// n = 1 at 4096×4096·11008 (FFN down) for Q4_K and Q8_0 (or the types `LLAVA_BENCH_TYPES`
+/// names, e.g. `Q4_0,Q6_K` for the rest of the bench models), best tier, 1 and 2 threads.
 fn dram_cases() -> Vec<Case> {
     let (rows, k) = SHAPES[2];
     let mut out = Vec::new();
-    for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
+    let types: Vec<GgmlType> = if std::env::var_os("LLAVA_BENCH_TYPES").is_some() {
+        types()
+    } else {
+        vec![GgmlType::Q4_K, GgmlType::Q8_0]
+    };
+    for ty in types {
         for threads in [1, 2] {
             out.push(Case {
                 ty,
