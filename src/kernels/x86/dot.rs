@@ -56,6 +56,10 @@ macro_rules! two_acc {
 /// Q4_0 · Q8_0: per block `d_w d_a Σ (q - 8) y`.
 #[inline(always)]
 pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    if M::ZMM && nb >= 2 {
+        // SAFETY: forwarded contract; `M::ZMM` says the caller holds AVX-512 BW and VNNI.
+        return unsafe { super::dot_zmm::q4_0(nb, w, a) };
+    }
     // SAFETY: see the module's contract; block i of each row is in bounds.
     unsafe {
         two_acc!(nb, |i, acc| {
