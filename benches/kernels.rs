@@ -617,11 +617,11 @@ const PROBE_STREAMS: usize = 4;
 /// The wrapping sum of every word of `lines`, read as [`PROBE_STREAMS`] streams (the first
 /// `PROBE_STREAMS` equal parts, two lines of each in turn) and then the rest.
 fn read_sum_streams(lines: &[Line]) -> u64 {
-    let per_stream = lines.len() / (2 * PROBE_STREAMS) * 2;
-    let (body, rest) = lines.split_at(per_stream * PROBE_STREAMS);
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") {
+            let per_stream = lines.len() / (2 * PROBE_STREAMS) * 2;
+            let (body, rest) = lines.split_at(per_stream * PROBE_STREAMS);
             // SAFETY: AVX-512 F was detected just above.
             let sum = unsafe { read_streams_avx512(body, per_stream) };
             return rest.iter().flat_map(|l| l.0).fold(sum, u64::wrapping_add);
