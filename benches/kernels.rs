@@ -611,7 +611,9 @@ fn memory_bandwidth_streams(bencher: Bencher, threads: usize) {
         });
 }
 
-/// Sequential streams per thread of [`memory_bandwidth_streams`].
+/// Sequential streams per thread of [`memory_bandwidth_streams`] (x86-64 only: elsewhere the
+/// probe reads one stream).
+#[cfg(target_arch = "x86_64")]
 const PROBE_STREAMS: usize = 4;
 
 /// The wrapping sum of every word of `lines`, read as [`PROBE_STREAMS`] streams (the first
