@@ -409,11 +409,17 @@ fn weight_set(ty: GgmlType, rows: usize, k: usize) -> (Vec<u8>, usize) {
     (matrix.repeat(count), matrix.len())
 }
 
-/// n = 1 at 4096×4096·11008 (FFN down) for Q4_K and Q8_0, best tier, 1 and 2 threads.
+/// n = 1 at 4096×4096·11008 (FFN down) for Q4_K and Q8_0 (or the types `LLAVA_BENCH_TYPES`
+/// names, e.g. `Q4_0,Q6_K` for the rest of the bench models), best tier, 1 and 2 threads.
 fn dram_cases() -> Vec<Case> {
     let (rows, k) = SHAPES[2];
     let mut out = Vec::new();
-    for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
+    let types: Vec<GgmlType> = if std::env::var_os("LLAVA_BENCH_TYPES").is_some() {
+        types()
+    } else {
+        vec![GgmlType::Q4_K, GgmlType::Q8_0]
+    };
+    for ty in types {
         for threads in [1, 2] {
             out.push(Case {
                 ty,
@@ -579,6 +585,76 @@ fn memory_bandwidth(bencher: Bencher, threads: usize) {
                 .into_iter()
                 .fold(0, u64::wrapping_add)
         });
+}
+
+/// [`memory_bandwidth`] with each thread reading its part as [`PROBE_STREAMS`] sequential
+/// streams at once (its quarters, line by line in turn), as a decode matmul's threads read
+/// several rows' streams: one stream per thread leaves DRAM bandwidth unused on dev-2c-zen4
+/// (llama.cpp's Q4_K_M decode implied ≈ 33 GB/s against the one-stream probe's 30).
+#[divan::bench(args = [1, 2], sample_count = 200, sample_size = 1)]
+fn memory_bandwidth_streams(bencher: Bencher, threads: usize) {
+    let buffer = probe_buffer(DRAM_WORKING_SET);
+    let windows: Vec<&[Line]> = buffer.chunks_exact(PROBE_WINDOW / 64).collect();
+    let pool = pool(threads);
+    let mut next = 0;
+    bencher
+        .counter(BytesCount::new(PROBE_WINDOW))
+        .bench_local(|| {
+            let window = windows[next];
+            next = (next + 1) % windows.len();
+            let part = window.len().div_ceil(threads);
+            pool.broadcast(|ctx| {
+                read_sum_streams(window.chunks(part).nth(ctx.index()).unwrap_or(&[]))
+            })
+            .into_iter()
+            .fold(0, u64::wrapping_add)
+        });
+}
+
+/// Sequential streams per thread of [`memory_bandwidth_streams`] (x86-64 only: elsewhere the
+/// probe reads one stream).
+#[cfg(target_arch = "x86_64")]
+const PROBE_STREAMS: usize = 4;
+
+/// The wrapping sum of every word of `lines`, read as [`PROBE_STREAMS`] streams (the first
+/// `PROBE_STREAMS` equal parts, two lines of each in turn) and then the rest.
+fn read_sum_streams(lines: &[Line]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            let per_stream = lines.len() / (2 * PROBE_STREAMS) * 2;
+            let (body, rest) = lines.split_at(per_stream * PROBE_STREAMS);
+            // SAFETY: AVX-512 F was detected just above.
+            let sum = unsafe { read_streams_avx512(body, per_stream) };
+            return rest.iter().flat_map(|l| l.0).fold(sum, u64::wrapping_add);
+        }
+    }
+    lines.iter().flat_map(|l| l.0).fold(0, u64::wrapping_add)
+}
+
+/// [`read_sum_streams`]'s body: `body` holds [`PROBE_STREAMS`] streams of `per_stream` (even)
+/// lines; each step adds two lines of every stream (8 accumulators, one 512-bit load a line).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn read_streams_avx512(body: &[Line], per_stream: usize) -> u64 {
+    use std::arch::x86_64::*;
+    let streams: [&[Line]; PROBE_STREAMS] =
+        std::array::from_fn(|s| &body[s * per_stream..(s + 1) * per_stream]);
+    let mut acc = [_mm512_setzero_si512(); 2 * PROBE_STREAMS];
+    for step in (0..per_stream).step_by(2) {
+        for (s, stream) in streams.iter().enumerate() {
+            for k in 0..2 {
+                let line = &stream[step + k];
+                // SAFETY: a whole, 64-byte-aligned line of the slice.
+                let v = unsafe { _mm512_load_si512(line.0.as_ptr().cast()) };
+                acc[2 * s + k] = _mm512_add_epi64(acc[2 * s + k], v);
+            }
+        }
+    }
+    let total = acc
+        .iter()
+        .fold(_mm512_setzero_si512(), |s, &a| _mm512_add_epi64(s, a));
+    _mm512_reduce_add_epi64(total) as u64
 }
 
 /// Bytes the probe reads per iteration: about one 4096×11008 Q4_K matrix (25 MB).

@@ -158,6 +158,10 @@ pub(super) unsafe fn bits_to_bytes32(p: *const u8) -> __m256i {
 
 /// The integer multiply-accumulate of a tier variant.
 pub(super) trait Mac {
+    /// Whether the caller also holds AVX-512 BW and VNNI, so that the bodies with a 512-bit
+    /// version (`dot_zmm.rs`) run that one.
+    const ZMM: bool = false;
+
     /// Per i32 lane: sum of the 4 products `u[i] * s[i]` (u unsigned bytes, s signed bytes).
     /// Each pair sum `u0*s0 + u1*s1` must fit an i16 (true for u ≤ 128, |s| ≤ 127).
     ///
@@ -235,6 +239,8 @@ impl Mac for AvxVnniMac {
 pub(super) struct Avx512VnniMac;
 
 impl Mac for Avx512VnniMac {
+    const ZMM: bool = true;
+
     #[inline(always)]
     unsafe fn dot_us(u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: register-only; the caller holds AVX-512 VNNI + VL.
@@ -247,7 +253,51 @@ impl Mac for Avx512VnniMac {
     }
     #[inline(always)]
     unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-        // SAFETY: register-only; the caller holds AVX-512 VNNI + VL.
-        unsafe { _mm256_dpwssd_epi32(acc, a, b) }
+        // SAFETY: the caller holds AVX-512 VNNI + VL.
+        unsafe { dpwssd_ymm(acc, a, b) }
     }
+}
+
+/// `vpdpwssd` on 256-bit vectors, written out: for a generic x86-64 target LLVM splits the
+/// intrinsic into `vpmaddwd` + `vpaddd` (two vector-ALU operations for one), and the Q4_K/Q5_K
+/// dots are bound by vector-ALU throughput on Zen 4.
+///
+/// # Safety
+/// The caller must hold AVX-512 VNNI + VL.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+pub(super) unsafe fn dpwssd_ymm(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut acc = acc;
+    // SAFETY: register-only; the instruction's features are enabled on this function.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(ymm_reg) acc,
+            a = in(ymm_reg) a,
+            b = in(ymm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// `vpdpwssd` on 512-bit vectors, written out (see [`dpwssd_ymm`]).
+///
+/// # Safety
+/// The caller must hold AVX-512 VNNI.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(super) unsafe fn dpwssd_zmm(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut acc = acc;
+    // SAFETY: register-only; the instruction's features are enabled on this function.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(zmm_reg) acc,
+            a = in(zmm_reg) a,
+            b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
 }

@@ -14,20 +14,9 @@ use std::arch::x86_64::*;
 
 use super::common::*;
 
-/// How far ahead of the weight block being read its row stream is prefetched, in bytes (about
-/// one 4096-wide Q4_K row). Decoding streams weights from DRAM; the hardware prefetcher alone
-/// keeps too few misses in flight (measured on AVX-512: Q4_K 2 threads ~11-12 → ~16-17 GB/s).
-/// It runs past the row's end into the next row of the matrix, which is what decoding reads
-/// next.
-const PREFETCH_AHEAD: usize = 2304;
-
-/// Prefetches the weight bytes [`PREFETCH_AHEAD`] past `p` into all cache levels.
-#[inline(always)]
-unsafe fn prefetch_weights(p: *const u8) {
-    // SAFETY: a prefetch is a hint that never faults, whatever the address; `wrapping_add`
-    // keeps the pointer arithmetic itself defined past the end of the row.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD).cast()) }
-}
+// No software prefetch: on Zen 4 the hardware prefetchers keep the row streams ahead, and
+// prefetching 2304 bytes ahead (tuned on the earlier Intel VM, where it took Q4_K from ~11 to
+// ~16 GB/s) cost Q4_K ~5% and Q8_0 ~8% from DRAM (`matmul_dram_ours`, best of 50, 1 thread).
 
 /// Integer sums of one legacy block pair, scaled and accumulated: `acc + d * sumi`.
 #[inline(always)]
@@ -67,6 +56,10 @@ macro_rules! two_acc {
 /// Q4_0 · Q8_0: per block `d_w d_a Σ (q - 8) y`.
 #[inline(always)]
 pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    if M::ZMM && nb >= 2 {
+        // SAFETY: forwarded contract; `M::ZMM` says the caller holds AVX-512 BW and VNNI.
+        return unsafe { super::dot_zmm::q4_0(nb, w, a) };
+    }
     // SAFETY: see the module's contract; block i of each row is in bounds.
     unsafe {
         two_acc!(nb, |i, acc| {
@@ -85,7 +78,6 @@ pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     unsafe {
         two_acc!(nb, |i, acc| {
             let (wb, ab) = (w.add(34 * i), a.add(34 * i));
-            prefetch_weights(wb);
             let sumi = M::dot_ss(load256(wb.add(2)), load256(ab.add(2)));
             fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
@@ -229,6 +221,10 @@ unsafe fn k4_scales_in_memory(sm: __m128i) -> [i32; 8] {
 /// Q4_K · Q8_K: per super-block `d Σ_j sc_j Σ q y - dmin Σ_j m_j Σ y`.
 #[inline(always)]
 pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    if M::ZMM {
+        // SAFETY: forwarded contract; `M::ZMM` says the caller holds AVX-512 BW and VNNI.
+        return unsafe { super::dot_zmm::q4_k(nb, w, a) };
+    }
     // SAFETY: see the module's contract.
     unsafe {
         // One accumulator: a block is far longer than the FMA latency, and an array indexed
@@ -239,9 +235,6 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
         for i in 0..nb {
             let (wb, ab) = (w.add(144 * i), a.add(292 * i));
             // A 144-byte block spans up to three cache lines.
-            prefetch_weights(wb);
-            prefetch_weights(wb.wrapping_add(64));
-            prefetch_weights(wb.wrapping_add(128));
             let da = read_f32(ab);
             let d = da * read_f16(wb);
             let dmin = da * read_f16(wb.add(2));

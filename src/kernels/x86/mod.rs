@@ -10,6 +10,7 @@
 mod act;
 mod common;
 mod dot;
+mod dot_zmm;
 mod float_packed;
 mod float_tile;
 mod packed;
