@@ -112,10 +112,7 @@ struct Buffers {
 impl Buffers {
     /// The first `lens[i]` values of each buffer (grown on first use; every caller overwrites
     /// them whole, so stale values from the previous layer are never read).
-    fn take<'a, const M: usize>(
-        bufs: [&'a mut Vec<f32>; M],
-        lens: [usize; M],
-    ) -> [&'a mut [f32]; M] {
+    fn take<const M: usize>(bufs: [&mut Vec<f32>; M], lens: [usize; M]) -> [&mut [f32]; M] {
         let mut i = 0;
         bufs.map(|buf| {
             let len = lens[i];
