@@ -837,3 +837,50 @@ fn decode_attention(bencher: Bencher, n_kv: usize) {
         .expect("attention")
     });
 }
+
+/// Prompt attention over a 7B layer's f16 cache (32 heads of 128), causal, `n` queries over
+/// `n` keys, 2 threads: pp512, pp2048 and the LLaVA-NeXT job's 2928-token prompt.
+#[divan::bench(args = [512, 2048, 2928])]
+fn prefill_attention(bencher: Bencher, n: usize) {
+    use half::f16;
+    use llava::ops::{AttentionParams, KvRows, attention};
+    let (heads, d) = (32, 128);
+    let cache: Vec<f16> = floats(n * heads * d, 5)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    let q = floats(n * heads * d, 6);
+    let mut out = vec![0f32; n * heads * d];
+    let params = AttentionParams::new(heads, heads, d).causal();
+    let pool = pool(2);
+    bencher.bench_local(|| {
+        pool.install(|| {
+            attention(
+                &q,
+                KvRows::F16(&cache),
+                KvRows::F16(&cache),
+                n,
+                &params,
+                &mut out,
+            )
+        })
+        .expect("attention")
+    });
+}
+
+/// CLIP ViT-L/14-336's attention: 577 tokens, 16 heads of 64, f32, not causal, 2 threads.
+#[divan::bench]
+fn clip_attention(bencher: Bencher) {
+    use llava::ops::{AttentionParams, KvRows, attention};
+    let (n, heads, d) = (577, 16, 64);
+    let k = floats(n * heads * d, 7);
+    let v = floats(n * heads * d, 8);
+    let q = floats(n * heads * d, 9);
+    let mut out = vec![0f32; n * heads * d];
+    let params = AttentionParams::new(heads, heads, d);
+    let pool = pool(2);
+    bencher.bench_local(|| {
+        pool.install(|| attention(&q, KvRows::F32(&k), KvRows::F32(&v), n, &params, &mut out))
+            .expect("attention")
+    });
+}

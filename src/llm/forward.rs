@@ -34,38 +34,52 @@ pub(crate) fn forward(
     let attn = AttentionParams::new(c.n_head, c.n_head_kv, c.head_dim).causal();
     record(&mut trace, || "inp_embd".into(), pos, d, &x);
 
+    // One set of activation buffers for every layer: allocated (and page-faulted) once per
+    // batch instead of once per layer and matrix.
+    let mut b = Buffers::default();
     let mut h = vec![0f32; n * d];
     for (il, lw) in w.layers.iter().enumerate() {
         ops::rms_norm(&x, &lw.attn_norm, c.rms_eps, &mut h)?;
         record(&mut trace, || format!("attn_norm-{il}"), pos, d, &h);
-        let [mut q, mut kc, vc] = project(
-            k,
-            [lw.wq.view(file)?, lw.wk.view(file)?, lw.wv.view(file)?],
-            &h,
-        )?;
-        ops::rope(&mut q, c.n_head, c.head_dim, &positions, &c.rope)?;
-        ops::rope(&mut kc, c.n_head_kv, c.head_dim, &positions, &c.rope)?;
-        record(&mut trace, || format!("Qcur-{il}"), pos, d, &q);
-        record(&mut trace, || format!("Kcur-{il}"), pos, c.kv_width(), &kc);
-        record(&mut trace, || format!("Vcur-{il}"), pos, c.kv_width(), &vc);
-        cache.write(il, pos, &kc, &vc);
+        let (wq, wk, wv) = (lw.wq.view(file)?, lw.wk.view(file)?, lw.wv.view(file)?);
+        let [q, kc, vc] = Buffers::take(
+            [&mut b.q, &mut b.k, &mut b.v],
+            [n * wq.rows(), n * wk.rows(), n * wv.rows()],
+        );
+        project(k, [wq, wk, wv], &h, [&mut *q, &mut *kc, &mut *vc])?;
+        ops::rope(q, c.n_head, c.head_dim, &positions, &c.rope)?;
+        ops::rope(kc, c.n_head_kv, c.head_dim, &positions, &c.rope)?;
+        record(&mut trace, || format!("Qcur-{il}"), pos, d, q);
+        record(&mut trace, || format!("Kcur-{il}"), pos, c.kv_width(), kc);
+        record(&mut trace, || format!("Vcur-{il}"), pos, c.kv_width(), vc);
+        cache.write(il, pos, kc, vc);
 
-        let mut a = vec![0f32; n * d];
+        let wo = lw.wo.view(file)?;
+        let [a, o] = Buffers::take([&mut b.a, &mut b.o], [n * d, n * wo.rows()]);
         let (kr, vr) = cache.rows(il, pos + n);
-        ops::attention(&q, kr, vr, pos + n, &attn, &mut a)?;
-        record(&mut trace, || format!("kqv_out-{il}"), pos, d, &a);
-        let o = ops::linear(k, &lw.wo.view(file)?, None, &a)?;
-        record(&mut trace, || format!("attn_out-{il}"), pos, d, &o);
-        ops::add_in_place(&mut x, &o)?;
+        ops::attention(q, kr, vr, pos + n, &attn, a)?;
+        record(&mut trace, || format!("kqv_out-{il}"), pos, d, a);
+        matmul(k, &wo, a, n, o)?;
+        record(&mut trace, || format!("attn_out-{il}"), pos, d, o);
+        ops::add_in_place(&mut x, o)?;
         record(&mut trace, || format!("ffn_inp-{il}"), pos, d, &x);
 
         ops::rms_norm(&x, &lw.ffn_norm, c.rms_eps, &mut h)?;
         record(&mut trace, || format!("ffn_norm-{il}"), pos, d, &h);
-        let [mut gate, up] = project(k, [lw.w_gate.view(file)?, lw.w_up.view(file)?], &h)?;
-        ops::swiglu(&mut gate, &up)?;
-        let down = ops::linear(k, &lw.w_down.view(file)?, None, &gate)?;
-        record(&mut trace, || format!("ffn_out-{il}"), pos, d, &down);
-        ops::add_in_place(&mut x, &down)?;
+        let (wg, wu, wd) = (
+            lw.w_gate.view(file)?,
+            lw.w_up.view(file)?,
+            lw.w_down.view(file)?,
+        );
+        let [gate, up, down] = Buffers::take(
+            [&mut b.gate, &mut b.up, &mut b.down],
+            [n * wg.rows(), n * wu.rows(), n * wd.rows()],
+        );
+        project(k, [wg, wu], &h, [&mut *gate, &mut *up])?;
+        ops::swiglu(gate, up)?;
+        matmul(k, &wd, gate, n, down)?;
+        record(&mut trace, || format!("ffn_out-{il}"), pos, d, down);
+        ops::add_in_place(&mut x, down)?;
         record(&mut trace, || format!("l_out-{il}"), pos, d, &x);
     }
 
@@ -82,6 +96,35 @@ pub(crate) fn forward(
     Ok(hidden)
 }
 
+/// The per-layer activations of one batch, reused by every layer.
+#[derive(Default)]
+struct Buffers {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    a: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    down: Vec<f32>,
+}
+
+impl Buffers {
+    /// The first `lens[i]` values of each buffer (grown on first use; every caller overwrites
+    /// them whole, so stale values from the previous layer are never read).
+    fn take<const M: usize>(bufs: [&mut Vec<f32>; M], lens: [usize; M]) -> [&mut [f32]; M] {
+        let mut i = 0;
+        bufs.map(|buf| {
+            let len = lens[i];
+            i += 1;
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            &mut buf[..len]
+        })
+    }
+}
+
 /// `x·Wᵀ` for several matrices with the same input `x` ([n × k] → one [n × rows] each). For one
 /// row (decoding) in one parallel pass over all their rows ([`matmul_vec_many`]: one fork-join
 /// and one activation quantization instead of one per matrix); the same values either way.
@@ -89,9 +132,9 @@ fn project<const M: usize>(
     k: &Kernels,
     ws: [QuantMatrix<'_>; M],
     x: &[f32],
-) -> Result<[Vec<f32>; M], LlmError> {
+    mut out: [&mut [f32]; M],
+) -> Result<(), LlmError> {
     let n = x.len() / ws.first().map_or(1, |w| w.k().max(1));
-    let mut out: [Vec<f32>; M] = std::array::from_fn(|i| vec![0f32; n * ws[i].rows()]);
     if n == 1 {
         let mut views: Vec<&mut [f32]> = out.iter_mut().map(|v| &mut v[..]).collect();
         matmul_vec_many(k, &ws, x, &mut views)?;
@@ -100,7 +143,7 @@ fn project<const M: usize>(
             matmul(k, w, x, n, y)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Logits of hidden rows ([m × n_embd] → [m × n_vocab]).
