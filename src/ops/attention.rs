@@ -9,9 +9,10 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::activation::exp;
 #[cfg(doc)]
 use super::softmax::softmax_in_place;
-use super::{OpError, check_len, rows_of};
+use super::{OpError, check_len, rows_of, sum_f64};
 use crate::kernels::matmul::matmul_f32;
 
 /// Head counts and size, masking and score scale.
@@ -311,14 +312,13 @@ impl BlockState {
                 row.fill(0.0);
                 continue;
             }
-            let mut sum = 0f64;
             for s in row[..seen].iter_mut() {
-                *s = (*s * scale - new_max).exp();
-                sum += f64::from(*s);
+                *s = exp(*s * scale - new_max);
             }
+            let sum = sum_f64(&row[..seen], |p| p);
             row[seen..].fill(0.0);
             if new_max > self.max[i] {
-                let correction = (self.max[i] - new_max).exp();
+                let correction = exp(self.max[i] - new_max);
                 self.sum[i] *= f64::from(correction);
                 for a in &mut self.acc[i * d..(i + 1) * d] {
                     *a *= correction;

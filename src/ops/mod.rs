@@ -86,6 +86,19 @@ pub(crate) fn rows_of(
     Ok(len / dim)
 }
 
+/// `Σ f(v)` in f64, in eight interleaved partial sums (one running sum waits on each add).
+pub(crate) fn sum_f64(v: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(f64::from(x));
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| f(f64::from(x))).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     /// Deterministic pseudo-random values in [-scale, scale) (xorshift), for op tests.

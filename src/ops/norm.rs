@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{OpError, check_len, rows_of};
+use super::{OpError, check_len, rows_of, sum_f64};
 
 /// RMSNorm of each row of `x` ([n × dim], dim = `weight.len()`), times `weight`, into `out`:
 /// `out = x / sqrt(mean(x²) + eps) · weight`.
@@ -79,19 +79,6 @@ fn layer_norm_row(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, dst: &mut
     for ((o, &w), &b) in dst.iter_mut().zip(weight).zip(bias) {
         *o = *o * scale * w + b;
     }
-}
-
-/// `Σ f(v)` in f64, in eight interleaved partial sums (one running sum waits on each add).
-fn sum_f64(v: &[f32], f: impl Fn(f64) -> f64) -> f64 {
-    let mut acc = [0f64; 8];
-    let mut chunks = v.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += f(f64::from(x));
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&x| f(f64::from(x))).sum();
-    acc.iter().sum::<f64>() + tail
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Softmax over rows, max-subtracted (so large logits do not overflow), the sum in f64.
 
-use super::{OpError, rows_of};
+use super::activation::exp;
+use super::{OpError, rows_of, sum_f64};
 
 /// Softmax of `x` in place. Entries equal to `-inf` (masked) get probability 0; a row that is
 /// entirely `-inf` becomes all zeros rather than NaN.
@@ -10,11 +11,10 @@ pub fn softmax_in_place(x: &mut [f32]) {
         x.fill(0.0);
         return;
     }
-    let mut sum = 0f64;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += f64::from(*v);
+        *v = exp(*v - max);
     }
+    let sum = sum_f64(x, |p| p);
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;
