@@ -18,6 +18,7 @@ use llava::kernels::{
     ACTIVATION_TYPES, KernelError, Kernels, QuantMatrix, Tier, WEIGHT_TYPES, activation_type,
     kernels_for_request, matmul, matmul_f16, matmul_f32, matmul_nn_f32, matmul_vec_many,
 };
+use rand::RngExt;
 
 const FLOAT_LANES: usize = 4;
 
@@ -634,4 +635,61 @@ fn llava_cpu_values_are_parsed_and_checked() {
     assert!(!Tier::Neon.is_supported() && !Tier::NeonDotprod.is_supported());
     #[cfg(target_arch = "aarch64")]
     assert!(!Tier::Avx2.is_supported() && !Tier::Avx512.is_supported());
+}
+
+/// The activation loops (SwiGLU, quick GELU, a softmax's exp) of every tier equal the scalar table's bit for
+/// bit (the same straight-line f32 per element, vectorised or not), at lengths that leave
+/// every SIMD width a tail, over the whole useful range and the edges (±inf, huge, NaN).
+#[test]
+fn unary_loops_equal_the_scalar_ones() {
+    let mut rng = rng(41);
+    for len in [0, 1, 7, 15, 16, 17, 63, 1000] {
+        let mut x: Vec<f32> = (0..len).map(|_| rng.random_range(-30.0f32..30.0)).collect();
+        let up: Vec<f32> = (0..len).map(|_| rng.random_range(-4.0f32..4.0)).collect();
+        for (i, edge) in [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            -1e30,
+            f32::NAN,
+            0.0,
+            -0.0,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i < len {
+                x[i * 3 % len] = edge;
+            }
+        }
+        let (mut want_g, mut want_s, mut want_e) = (x.clone(), x.clone(), x.clone());
+        (scalar().unary.quick_gelu)(&mut want_g);
+        (scalar().unary.swiglu)(&mut want_s, &up);
+        (scalar().unary.scaled_exp)(&mut want_e, 0.125, 2.5);
+        for kernels in tiers() {
+            let (mut g, mut s, mut e) = (x.clone(), x.clone(), x.clone());
+            (kernels.unary.quick_gelu)(&mut g);
+            (kernels.unary.swiglu)(&mut s, &up);
+            (kernels.unary.scaled_exp)(&mut e, 0.125, 2.5);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&g),
+                bits(&want_g),
+                "{} quick_gelu, len {len}",
+                kernels.tier
+            );
+            assert_eq!(
+                bits(&s),
+                bits(&want_s),
+                "{} swiglu, len {len}",
+                kernels.tier
+            );
+            assert_eq!(
+                bits(&e),
+                bits(&want_e),
+                "{} scaled_exp, len {len}",
+                kernels.tier
+            );
+        }
+    }
 }

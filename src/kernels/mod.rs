@@ -25,6 +25,7 @@ mod decode;
 mod gemm;
 pub mod matmul;
 pub mod scalar;
+pub mod unary;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
@@ -281,6 +282,8 @@ pub struct Kernels {
     /// once. Preferred over `gemm` where both exist.
     pub packed: GemmKernels,
     pub act: ActKernels,
+    /// Element-wise activation loops (SwiGLU, quick GELU).
+    pub unary: unary::UnaryKernels,
 }
 
 /// The weight types with a dot-product kernel, in [`DotKernels`] field order.

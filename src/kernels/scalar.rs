@@ -27,6 +27,7 @@ pub const KERNELS: Kernels = Kernels {
     gemm: GemmKernels::NONE,
     packed: GemmKernels::NONE,
     act: ACT,
+    unary: super::unary::PORTABLE,
 };
 
 /// Scalar dot products.

@@ -1,13 +1,15 @@
 //! Activation functions: SiLU and SwiGLU (LLaMA's FFN), GELU with the exact erf (torch's
 //! `nn.GELU()` default, CLIP's `gelu` and LLaVA's `mlp2x_gelu` projector) and quick GELU
 //! (`x·sigmoid(1.702x)`, OpenAI CLIP's `quick_gelu`). The in-place forms split long slices
-//! among the threads: a CLIP layer applies its activation to 577 × 4096 values.
+//! among the threads (a CLIP layer applies its activation to 577 × 4096 values); SwiGLU and
+//! quick GELU run the kernel table's loops (`kernels::unary`), vectorised per CPU tier.
 
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
 use super::{OpError, check_len};
+use crate::kernels::kernels;
 
 /// Elements per parallel task of the in-place activations (below this, one thread).
 const PARALLEL_CHUNK: usize = 16 * 1024;
@@ -22,68 +24,18 @@ fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     }
 }
 
-/// `x · sigmoid(x)`.
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + exp(-x))
-}
-
-/// `e^x` in f32 within 1.5 ulp of the exact value (1.18 measured) for x ≥ -87.3 (results from the smallest
-/// normal f32 up), 0 below (the exact value is under 1.2·10⁻³⁸), `inf` above 88.72, NaN for
-/// NaN. Straight-line code, so loops over slices vectorise: libm's `expf` is a call per
-/// element, and the activations and softmaxes of a prompt take hundreds of millions of them.
-///
-/// `e^x = 2ⁿ · e^r` with `n = round(x·log₂e)` and `r = x - n·ln 2` (ln 2 in two parts, so `r`
-/// is exact), `|r| ≤ ln 2 / 2`, and `e^r` by its Taylor series to r⁷ (the next term is below
-/// 2⁻²⁶ there).
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75; // ln 2 to 16 bits: n·LN2_HI is exact for |n| < 2⁸
-    const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 - LN2_HI
-    const MAX: f32 = 88.722_83; // ln(f32::MAX)
-    const MIN: f32 = -87.336_55; // ln(f32::MIN_POSITIVE)
-    // Rounds to the nearest integer by adding and removing 1.5·2²³ (`f32::round` is a libm
-    // call without SSE4.1, which would stop the vectorisation).
-    const ROUND: f32 = 12_582_912.0;
-    const TAYLOR: [f32; 7] = [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ];
-    let xc = x.clamp(MIN, MAX);
-    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.0 / 5040.0;
-    for c in TAYLOR {
-        p = p * r + c;
-    }
-    // 2ⁿ for n in [-126, 128] (n = 128 only at the very top) as 2^⌊n/2⌋ · 2^(n - ⌊n/2⌋).
-    let n = n as i32;
-    let half = n >> 1;
-    let two_to = |m: i32| f32::from_bits(((m + 127) as u32) << 23);
-    let y = p * two_to(half) * two_to(n - half);
-    if x > MAX {
-        f32::INFINITY
-    } else if x < MIN {
-        0.0
-    } else {
-        y
-    }
-}
+pub use crate::kernels::unary::{exp, quick_gelu, silu};
 
 /// SwiGLU in place: `gate[i] = silu(gate[i]) · up[i]`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
     check_len("swiglu", "up elements", up.len(), gate.len())?;
-    let one = |(g, &u): (&mut f32, &f32)| *g = silu(*g) * u;
+    let swiglu = kernels().unary.swiglu;
     if gate.len() <= PARALLEL_CHUNK {
-        gate.iter_mut().zip(up).for_each(one);
+        swiglu(gate, up);
     } else {
         gate.par_chunks_mut(PARALLEL_CHUNK)
             .zip(up.par_chunks(PARALLEL_CHUNK))
-            .for_each(|(g, u)| g.iter_mut().zip(u).for_each(one));
+            .for_each(|(g, u)| swiglu(g, u));
     }
     Ok(())
 }
@@ -98,13 +50,13 @@ pub fn gelu_in_place(x: &mut [f32]) {
     map_in_place(x, gelu);
 }
 
-/// `x · sigmoid(1.702 x)`.
-pub fn quick_gelu(x: f32) -> f32 {
-    x / (1.0 + exp(-1.702 * x))
-}
-
 pub fn quick_gelu_in_place(x: &mut [f32]) {
-    map_in_place(x, quick_gelu);
+    let quick_gelu = kernels().unary.quick_gelu;
+    if x.len() <= PARALLEL_CHUNK {
+        quick_gelu(x);
+    } else {
+        x.par_chunks_mut(PARALLEL_CHUNK).for_each(quick_gelu);
+    }
 }
 
 /// Grid points per unit of the erf table.

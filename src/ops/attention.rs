@@ -13,6 +13,7 @@ use super::activation::exp;
 #[cfg(doc)]
 use super::softmax::softmax_in_place;
 use super::{OpError, check_len, rows_of, sum_f64};
+use crate::kernels::kernels;
 use crate::kernels::matmul::matmul_f32;
 
 /// Head counts and size, masking and score scale.
@@ -312,9 +313,7 @@ impl BlockState {
                 row.fill(0.0);
                 continue;
             }
-            for s in row[..seen].iter_mut() {
-                *s = exp(*s * scale - new_max);
-            }
+            (kernels().unary.scaled_exp)(&mut row[..seen], scale, new_max);
             let sum = sum_f64(&row[..seen], |p| p);
             row[seen..].fill(0.0);
             if new_max > self.max[i] {

@@ -1,7 +1,7 @@
 //! Softmax over rows, max-subtracted (so large logits do not overflow), the sum in f64.
 
-use super::activation::exp;
 use super::{OpError, rows_of, sum_f64};
+use crate::kernels::kernels;
 
 /// Softmax of `x` in place. Entries equal to `-inf` (masked) get probability 0; a row that is
 /// entirely `-inf` becomes all zeros rather than NaN.
@@ -11,9 +11,7 @@ pub fn softmax_in_place(x: &mut [f32]) {
         x.fill(0.0);
         return;
     }
-    for v in x.iter_mut() {
-        *v = exp(*v - max);
-    }
+    (kernels().unary.scaled_exp)(x, 1.0, max);
     let sum = sum_f64(x, |p| p);
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {

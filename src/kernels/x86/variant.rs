@@ -90,6 +90,40 @@ macro_rules! x86_variant {
                 };
             }
 
+            #[target_feature(enable = $features)]
+            fn swiglu_tf(gate: &mut [f32], up: &[f32]) {
+                crate::kernels::unary::swiglu_slice(gate, up)
+            }
+
+            /// Safe entry for the kernel table (the loop, compiled with this variant's features).
+            pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
+                // SAFETY: only reachable through a kernel table built after detecting this
+                // variant's features.
+                unsafe { swiglu_tf(gate, up) }
+            }
+
+            #[target_feature(enable = $features)]
+            fn scaled_exp_tf(x: &mut [f32], scale: f32, shift: f32) {
+                crate::kernels::unary::scaled_exp_slice(x, scale, shift)
+            }
+
+            /// Safe entry for the kernel table.
+            pub(crate) fn scaled_exp(x: &mut [f32], scale: f32, shift: f32) {
+                // SAFETY: as for `swiglu`.
+                unsafe { scaled_exp_tf(x, scale, shift) }
+            }
+
+            #[target_feature(enable = $features)]
+            fn quick_gelu_tf(x: &mut [f32]) {
+                crate::kernels::unary::quick_gelu_slice(x)
+            }
+
+            /// Safe entry for the kernel table.
+            pub(crate) fn quick_gelu(x: &mut [f32]) {
+                // SAFETY: as for `swiglu`.
+                unsafe { quick_gelu_tf(x) }
+            }
+
             act_quant!(quantize_q8_0, quantize_q8_0_tf, quantize_q8_0, 32, 34);
             act_quant!(quantize_q8_1, quantize_q8_1_tf, quantize_q8_1, 32, 36);
             act_quant!(quantize_q8_k, quantize_q8_k_tf, quantize_q8_k, 256, 292);
@@ -287,6 +321,11 @@ macro_rules! x86_variant {
                         f16: convert_f16,
                         bf16: convert_bf16,
                         ..base.act
+                    },
+                    unary: crate::kernels::unary::UnaryKernels {
+                        swiglu,
+                        quick_gelu,
+                        scaled_exp,
                     },
                     ..base
                 }
