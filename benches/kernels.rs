@@ -571,20 +571,7 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
 /// the same loop on an L2-resident buffer, several times faster, so here memory is the bound.
 #[divan::bench(args = [1, 2], sample_count = 200, sample_size = 1)]
 fn memory_bandwidth(bencher: Bencher, threads: usize) {
-    let buffer = probe_buffer(DRAM_WORKING_SET);
-    let windows: Vec<&[Line]> = buffer.chunks_exact(PROBE_WINDOW / 64).collect();
-    let pool = pool(threads);
-    let mut next = 0;
-    bencher
-        .counter(BytesCount::new(PROBE_WINDOW))
-        .bench_local(|| {
-            let window = windows[next];
-            next = (next + 1) % windows.len();
-            let part = window.len().div_ceil(threads);
-            pool.broadcast(|ctx| read_sum(window.chunks(part).nth(ctx.index()).unwrap_or(&[])))
-                .into_iter()
-                .fold(0, u64::wrapping_add)
-        });
+    probe_windows(bencher, threads, read_sum);
 }
 
 /// [`memory_bandwidth`] with each thread reading its part as [`PROBE_STREAMS`] sequential
@@ -593,6 +580,12 @@ fn memory_bandwidth(bencher: Bencher, threads: usize) {
 /// (llama.cpp's Q4_K_M decode implied ≈ 33 GB/s against the one-stream probe's 30).
 #[divan::bench(args = [1, 2], sample_count = 200, sample_size = 1)]
 fn memory_bandwidth_streams(bencher: Bencher, threads: usize) {
+    probe_windows(bencher, threads, read_sum_streams);
+}
+
+/// The DRAM probes' loop: each iteration `read`s the next [`PROBE_WINDOW`] of a
+/// [`DRAM_WORKING_SET`] buffer, split evenly among the pool's `threads`.
+fn probe_windows(bencher: Bencher, threads: usize, read: fn(&[Line]) -> u64) {
     let buffer = probe_buffer(DRAM_WORKING_SET);
     let windows: Vec<&[Line]> = buffer.chunks_exact(PROBE_WINDOW / 64).collect();
     let pool = pool(threads);
@@ -603,11 +596,9 @@ fn memory_bandwidth_streams(bencher: Bencher, threads: usize) {
             let window = windows[next];
             next = (next + 1) % windows.len();
             let part = window.len().div_ceil(threads);
-            pool.broadcast(|ctx| {
-                read_sum_streams(window.chunks(part).nth(ctx.index()).unwrap_or(&[]))
-            })
-            .into_iter()
-            .fold(0, u64::wrapping_add)
+            pool.broadcast(|ctx| read(window.chunks(part).nth(ctx.index()).unwrap_or(&[])))
+                .into_iter()
+                .fold(0, u64::wrapping_add)
         });
 }
 

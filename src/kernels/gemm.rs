@@ -97,10 +97,15 @@ pub const PACKED_MIN_TOKENS: usize = 8;
 pub const PACKED_MIN_TOKENS_FLOAT: usize = 32;
 
 fn packed_min_tokens(ty: GgmlType) -> usize {
-    match ty {
-        GgmlType::F16 | GgmlType::BF16 | GgmlType::F32 => PACKED_MIN_TOKENS_FLOAT,
-        _ => PACKED_MIN_TOKENS,
+    if is_float(ty) {
+        PACKED_MIN_TOKENS_FLOAT
+    } else {
+        PACKED_MIN_TOKENS
     }
+}
+
+fn is_float(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::F16 | GgmlType::BF16 | GgmlType::F32)
 }
 
 /// Rows per task for the packed tiles, in whole packing chunks of 64 rows: about four tasks
@@ -108,11 +113,7 @@ fn packed_min_tokens(ty: GgmlType) -> usize {
 /// every token's activations to f32 once per call (for k = 4096 and 577 tokens, 9.4 MB
 /// written per call), about one per thread.
 fn packed_chunk_rows(ty: GgmlType, rows: usize) -> usize {
-    let per_thread = if packed_min_tokens(ty) == PACKED_MIN_TOKENS_FLOAT {
-        1
-    } else {
-        4
-    };
+    let per_thread = if is_float(ty) { 1 } else { 4 };
     let tasks = per_thread * rayon::current_num_threads();
     rows.div_ceil(tasks).next_multiple_of(64).max(64)
 }
