@@ -10,6 +10,8 @@
 //! shape. Filter with divan's arguments, e.g. `cargo bench --bench kernels -- matmul_n1`.
 //! `LLAVA_CPU=avx2` (any tier name) runs our cases on that tier instead of the best one;
 //! `tools/kernel_ratios.py` runs the tiers one after the other and prints the ratio tables.
+//! `cargo bench --bench kernels -- --dram-paired` times the n = 1 DRAM cases and the bandwidth
+//! probe interleaved, round by round, and prints their ratios (see [`dram_paired`]).
 //!
 //! Counters: weight bytes per matmul (so `matmul_dram_*` throughput compares with the bandwidth
 //! probe; `matmul_n1_*` reuses one matrix, which stays in a large last-level cache) and bytes
@@ -28,6 +30,11 @@ use llava::quant;
 use rayon::ThreadPool;
 
 fn main() {
+    // `cargo bench --bench kernels -- --dram-paired`: its own loop and table, not divan's.
+    if std::env::args().any(|a| a == "--dram-paired") {
+        dram_paired();
+        return;
+    }
     divan::main();
 }
 
@@ -874,4 +881,109 @@ fn clip_attention(bencher: Bencher) {
         pool.install(|| attention(&q, KvRows::F32(&k), KvRows::F32(&v), n, &params, &mut out))
             .expect("attention")
     });
+}
+
+/// Rounds of [`dram_paired`]: each times one probe window, one of our matmuls and one of ggml's.
+const PAIRED_ROUNDS: usize = 60;
+
+/// Decode matmul from DRAM against the bandwidth probe, **interleaved**: each round times one
+/// probe window ([`memory_bandwidth_streams`]' read), one of our n = 1 matmuls and one of
+/// ggml's, each on the next matrix of its own ≥ 2 GiB set, in an order that rotates by round.
+/// Run one after the other (divan's `matmul_dram_*` and `memory_bandwidth`), the three saw
+/// this VM's memory bandwidth at different moments: it moved by a third within minutes, so
+/// the "% of the probe" swung from 72% to 92% between runs. Paired by round, each ratio
+/// compares two figures taken a fraction of a second apart; the table gives the medians of
+/// the per-round ratios. Cases: [`dram_cases`] (`LLAVA_BENCH_TYPES`, `LLAVA_CPU` apply).
+fn dram_paired() {
+    println!(
+        "n = 1 from DRAM, interleaved with the probe ({PAIRED_ROUNDS} rounds; GB/s of weight \
+         bytes, medians; ours and ggml as % of the same round's probe, median over rounds)\n"
+    );
+    println!(
+        "| case | threads | probe GB/s | ours GB/s | ggml GB/s | ours % of probe | ggml % of probe | ggml / ours time |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let probe = probe_buffer(DRAM_WORKING_SET);
+    let windows: Vec<&[Line]> = probe.chunks_exact(PROBE_WINDOW / 64).collect();
+    for case in dram_cases() {
+        let kernels = Kernels::for_tier(case.tier).expect("supported tier");
+        let (set, matrix_bytes) = weight_set(case.ty, case.rows, case.k);
+        let count = set.len() / matrix_bytes;
+        let matrices: Vec<QuantMatrix> = set
+            .chunks_exact(matrix_bytes)
+            .map(|w| QuantMatrix::new(case.ty, case.rows, case.k, w).expect("matrix"))
+            .collect();
+        let ggml_case = Case { ggml: true, ..case };
+        let mut theirs = GgmlMatmul::new(&ggml_case, set.clone(), floats(case.k, 11));
+        let x = floats(case.k, 11);
+        let mut y = vec![0f32; case.rows];
+        let pool = pool(case.threads);
+        let threads = case.threads;
+        let gbs = |bytes: usize, t: std::time::Duration| bytes as f64 / t.as_secs_f64() / 1e9;
+        let (mut p, mut o, mut g) = (Vec::new(), Vec::new(), Vec::new());
+        // One untimed round first: thread pools started, code and activations in cache.
+        for round in 0..=PAIRED_ROUNDS {
+            let (mut tp, mut to, mut tg) = (0.0, 0.0, 0.0);
+            for step in 0..3 {
+                let start = std::time::Instant::now();
+                match (round + step) % 3 {
+                    0 => {
+                        let window = windows[round % windows.len()];
+                        let part = window.len().div_ceil(threads);
+                        let sum = pool
+                            .broadcast(|ctx| {
+                                read_sum_streams(
+                                    window.chunks(part).nth(ctx.index()).unwrap_or(&[]),
+                                )
+                            })
+                            .into_iter()
+                            .fold(0, u64::wrapping_add);
+                        divan::black_box(sum);
+                        tp = gbs(PROBE_WINDOW, start.elapsed());
+                    }
+                    1 => {
+                        pool.install(|| matmul(kernels, &matrices[round % count], &x, 1, &mut y))
+                            .expect("matmul");
+                        divan::black_box(&y);
+                        to = gbs(matrix_bytes, start.elapsed());
+                    }
+                    _ => {
+                        theirs.compute(round % count);
+                        tg = gbs(matrix_bytes, start.elapsed());
+                    }
+                }
+            }
+            if round > 0 {
+                p.push(tp);
+                o.push(to);
+                g.push(tg);
+            }
+        }
+        let ours_pct: Vec<f64> = o.iter().zip(&p).map(|(a, b)| 100.0 * a / b).collect();
+        let ggml_pct: Vec<f64> = g.iter().zip(&p).map(|(a, b)| 100.0 * a / b).collect();
+        let speedup: Vec<f64> = o.iter().zip(&g).map(|(a, b)| a / b).collect();
+        println!(
+            "| {} {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            case.ty,
+            case.rows,
+            case.k,
+            threads,
+            median(p),
+            median(o),
+            median(g),
+            median(ours_pct),
+            median(ggml_pct),
+            median(speedup)
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
