@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use divan::Bencher;
-use divan::counter::BytesCount;
+use divan::counter::{BytesCount, ItemsCount};
 use ggml_sys_bleedingedge as ggml;
 use llava::GgmlType;
 use llava::kernels::{Kernels, QuantMatrix, Tier, activation_type, matmul, matmul_vec_many};
@@ -759,6 +759,97 @@ unsafe fn read_sum_avx2(lines: &[Line]) -> u64 {
         .flat_map(|l| l.0)
         .chain(words)
         .fold(0, u64::wrapping_add)
+}
+
+/// FMA steps per thread and call of [`fma_peak`].
+const FMA_STEPS: usize = 1 << 18;
+/// Independent accumulators of [`fma_peak`]'s loop: more than FMA latency × FMA ports.
+const FMA_CHAINS: usize = 12;
+
+/// The f32 FMA peak of the widest vectors, on 1 and 2 threads: register-only FMA chains, the
+/// counter in flops (an FMA is two), so "item/s" reads as FLOP/s. The bound of the float GEMMs
+/// (CLIP with an F16 mmproj): an encode cannot beat its FLOP count divided by this.
+#[divan::bench(args = [1, 2], sample_count = 20, sample_size = 1)]
+fn fma_peak(bencher: Bencher, threads: usize) {
+    let pool = pool(threads);
+    let lanes = if cfg!(target_arch = "x86_64") && is_avx512() {
+        16
+    } else {
+        8
+    };
+    let flops = FMA_STEPS * FMA_CHAINS * lanes * 2 * threads;
+    bencher.counter(ItemsCount::new(flops)).bench_local(|| {
+        pool.broadcast(|_| fma_chains(divan::black_box(1.0 + 1e-7)))
+            .into_iter()
+            .sum::<f32>()
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+fn is_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn is_avx512() -> bool {
+    false
+}
+
+/// [`FMA_CHAINS`] accumulators, each `acc = acc · m + m` [`FMA_STEPS`] times.
+fn fma_chains(m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_avx512() {
+            // SAFETY: AVX-512 F was detected just above.
+            return unsafe { fma_chains_avx512(m) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA were detected just above.
+            return unsafe { fma_chains_avx2(m) };
+        }
+    }
+    // Eight scalar lanes per chain: the portable fallback's figure is a scalar FMA rate.
+    let mut acc = [[0f32; 8]; FMA_CHAINS];
+    for _ in 0..FMA_STEPS {
+        for a in acc.iter_mut().flatten() {
+            *a = a.mul_add(m, m);
+        }
+    }
+    acc.iter().flatten().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_avx512(m: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let mv = _mm512_set1_ps(m);
+    let mut acc = [_mm512_setzero_ps(); FMA_CHAINS];
+    for _ in 0..FMA_STEPS {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, mv, mv);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_avx2(m: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let mv = _mm256_set1_ps(m);
+    let mut acc = [_mm256_setzero_ps(); FMA_CHAINS];
+    for _ in 0..FMA_STEPS {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, mv, mv);
+        }
+    }
+    let mut lanes = [0f32; 8];
+    let total = acc
+        .iter()
+        .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+    // SAFETY: 32 writable bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), total) };
+    lanes.iter().sum()
 }
 
 /// The decode loop's projections of one layer for one token (Q4_K, LLaMA-7B: Q, K, V of

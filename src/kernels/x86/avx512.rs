@@ -16,8 +16,10 @@ x86_variant!(
     crate::kernels::x86::packed::Ymm256I16,
     1,
     4,
-    2,
-    12
+    // Float packed tile 1 × 14: its 14 partial and 14 total sums, the weight vector and a
+    // broadcast fit the 32 zmm registers (2 × 12 spilled the totals every k-block).
+    1,
+    14
 );
 x86_variant!(
     vnni,
@@ -31,8 +33,9 @@ x86_variant!(
     crate::kernels::x86::packed::Zmm512Vnni,
     2,
     4,
-    2,
-    12
+    // As in `plain`.
+    1,
+    14
 );
 
 /// The AVX-512 tier's table: `base` (the scalar table) with the AVX-512 entries, VNNI ones if
