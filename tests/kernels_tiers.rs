@@ -288,6 +288,32 @@ fn float_gemm_tiles_at_odd_shapes_match_scalar_dots() {
                                     }
                                 }
                             }
+                            // The token-major entry: the same cells, bit for bit, transposed.
+                            let y_stride = rows + 3;
+                            let mut y = vec![f32::NAN; cols * y_stride];
+                            kernels
+                                .gemm_tile_token_major(
+                                    w_type, k, &w, w_stride, rows, &a, a_stride, cols, &mut y,
+                                    y_stride,
+                                )
+                                .unwrap();
+                            for c in 0..cols {
+                                for r in 0..rows {
+                                    assert_eq!(
+                                        y[c * y_stride + r].to_bits(),
+                                        out[r * out_stride + c].to_bits(),
+                                        "{} {w_type} k={k} {rows}×{cols} token-major ({r},{c})",
+                                        kernels.tier
+                                    );
+                                }
+                                assert!(
+                                    y[c * y_stride + rows..(c + 1) * y_stride]
+                                        .iter()
+                                        .all(|v| v.is_nan()),
+                                    "{} {w_type}: token-major tile wrote outside",
+                                    kernels.tier
+                                );
+                            }
                         }
                     }
                 }

@@ -281,6 +281,9 @@ pub struct Kernels {
     /// call brings many tokens, so [`matmul`] gives them every token of a chunk of rows at
     /// once. Preferred over `gemm` where both exist.
     pub packed: GemmKernels,
+    /// Packed tiles that write their output token-major, `out[c * out_stride + r]` (the
+    /// layout of `Y = X·Wᵀ`, so [`matmul`] needs no transpose after them); float types only.
+    pub packed_token_major: GemmKernels,
     pub act: ActKernels,
     /// Element-wise activation loops (SwiGLU, quick GELU).
     pub unary: unary::UnaryKernels,
@@ -504,6 +507,47 @@ impl Kernels {
             None => scalar::gemm_tile_by_dots(
                 dot, n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
             ),
+        }
+        Ok(())
+    }
+    /// As [`Kernels::gemm_tile`], written token-major: `out[c * out_stride + r] = dot(w row r,
+    /// a row c)`, by the tier's [`Kernels::packed_token_major`] tile, or by looping its dot
+    /// where it has none. Shapes are checked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_tile_token_major(
+        &self,
+        w_type: GgmlType,
+        n: usize,
+        w: &[u8],
+        w_stride: usize,
+        rows: usize,
+        a: &[u8],
+        a_stride: usize,
+        cols: usize,
+        out: &mut [f32],
+        out_stride: usize,
+    ) -> Result<(), KernelError> {
+        let dot = self
+            .vec_dot(w_type)
+            .ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        let act_type = activation_type(w_type).ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        let (w_row, a_row) = (bytes_of(w_type, n)?, bytes_of(act_type, n)?);
+        check_tile_buffer("weight tile bytes", w.len(), rows, w_stride, w_row)?;
+        check_tile_buffer("activation tile bytes", a.len(), cols, a_stride, a_row)?;
+        check_tile_buffer("output tile elements", out.len(), cols, out_stride, rows)?;
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        match self.packed_token_major.get(w_type) {
+            Some(tile) => tile(n, w, w_stride, rows, a, a_stride, cols, out, out_stride),
+            None => {
+                for (c, out_row) in out.chunks_mut(out_stride).take(cols).enumerate() {
+                    let a_row = &a[c * a_stride..];
+                    for (r, cell) in out_row[..rows].iter_mut().enumerate() {
+                        *cell = dot(n, &w[r * w_stride..], a_row);
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ pub const KERNELS: Kernels = Kernels {
     dot: DOT,
     gemm: GemmKernels::NONE,
     packed: GemmKernels::NONE,
+    packed_token_major: GemmKernels::NONE,
     act: ACT,
     unary: super::unary::PORTABLE,
 };

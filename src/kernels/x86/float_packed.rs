@@ -78,9 +78,12 @@ unsafe fn micro<L: Lanes, const R: usize, const C: usize>(
 
 /// The micro-tile of panel `panel` (its first `width` tokens real, the first at `col`),
 /// written to `out` (the band's first `valid` rows), or added to it (`add`: a later k-chunk).
+/// Row-major (`TOKEN_MAJOR` false): row `i` of the band, token `t` at `out[i·out_stride + t]`;
+/// token-major: at `out[t·out_stride + i]`, where each vector (N rows of one token) is one
+/// store.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn run<L: Lanes, const R: usize, const C: usize>(
+unsafe fn run<L: Lanes, const R: usize, const C: usize, const TOKEN_MAJOR: bool>(
     kblocks: usize,
     packed: *const f32,
     group_stride: usize,
@@ -95,6 +98,37 @@ unsafe fn run<L: Lanes, const R: usize, const C: usize>(
     // SAFETY: forwarded (the packed rows and the panel exist).
     let res = unsafe { micro::<L, R, C>(kblocks, packed, group_stride, panel) };
     let mut lanes = [0f32; 16];
+    if TOKEN_MAJOR {
+        for c in 0..width {
+            let token = &mut out[(col + c) * out_stride..];
+            for (r, row) in res.iter().enumerate() {
+                let first = r * L::N;
+                if first >= valid {
+                    break;
+                }
+                let cells = &mut token[first..first + L::N.min(valid - first)];
+                if cells.len() == L::N {
+                    let at = cells.as_mut_ptr();
+                    // SAFETY: `cells` holds the N f32 loaded and stored.
+                    unsafe {
+                        let v = if add {
+                            L::add(L::f32(at.cast_const().cast()), row[c])
+                        } else {
+                            row[c]
+                        };
+                        L::store(v, at);
+                    }
+                } else {
+                    // SAFETY: `lanes` holds 16 ≥ N f32.
+                    unsafe { L::store(row[c], lanes.as_mut_ptr()) };
+                    for (cell, &x) in cells.iter_mut().zip(&lanes) {
+                        *cell = if add { *cell + x } else { x };
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (r, row) in res.iter().enumerate() {
         for (c, &v) in row.iter().enumerate().take(width) {
             // SAFETY: `lanes` holds 16 ≥ N f32.
@@ -205,15 +239,68 @@ unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     }
 }
 
-/// The packed float tile: `out[r * out_stride + c] = dot(w row r, a row c)`, `k` elements of
-/// `E` each; register tile `R` groups of `N` rows × `C` tokens.
+/// [`gemm_into`] writing `Yᵀ` (`out[r * out_stride + c]`).
+///
+/// # Safety
+/// As [`gemm_into`]'s.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn gemm<L: Lanes, E: Elem, const R: usize, const C: usize>(
+    k: usize,
+    w: *const u8,
+    w_stride: usize,
+    rows: usize,
+    a: *const u8,
+    a_stride: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        gemm_into::<L, E, R, C, false>(k, w, w_stride, rows, a, a_stride, cols, out, out_stride)
+    }
+}
+
+/// [`gemm_into`] writing `Y` (`out[c * out_stride + r]`).
+///
+/// # Safety
+/// As [`gemm_into`]'s.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn gemm_token_major<L: Lanes, E: Elem, const R: usize, const C: usize>(
+    k: usize,
+    w: *const u8,
+    w_stride: usize,
+    rows: usize,
+    a: *const u8,
+    a_stride: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        gemm_into::<L, E, R, C, true>(k, w, w_stride, rows, a, a_stride, cols, out, out_stride)
+    }
+}
+
+/// The packed float tile: `out[r * out_stride + c] = dot(w row r, a row c)` (`TOKEN_MAJOR`:
+/// `out[c * out_stride + r]`, the layout of `Y = X·Wᵀ` itself), `k` elements of `E` each;
+/// register tile `R` groups of `N` rows × `C` tokens.
 ///
 /// # Safety
 /// `rows` rows of `k` elements at `w` (stride `w_stride` bytes), `cols` at `a`; `out` holds
 /// the tile; the caller holds the features of `L`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) unsafe fn gemm<L: Lanes, E: Elem, const R: usize, const C: usize>(
+pub(super) unsafe fn gemm_into<
+    L: Lanes,
+    E: Elem,
+    const R: usize,
+    const C: usize,
+    const TOKEN_MAJOR: bool,
+>(
     k: usize,
     w: *const u8,
     w_stride: usize,
@@ -280,7 +367,11 @@ pub(super) unsafe fn gemm<L: Lanes, E: Elem, const R: usize, const C: usize>(
         let mut r0 = 0;
         while r0 < rows {
             let valid = band.min(rows - r0);
-            let o = &mut out[r0 * out_stride..];
+            let o = if TOKEN_MAJOR {
+                &mut out[r0..]
+            } else {
+                &mut out[r0 * out_stride..]
+            };
             let mut k0 = 0;
             while k0 < k {
                 let klen = KC.min(k - k0);
@@ -306,7 +397,7 @@ pub(super) unsafe fn gemm<L: Lanes, E: Elem, const R: usize, const C: usize>(
                     // SAFETY: the band is packed and the panel widened above; `kb_chunk`
                     // blocks from k0 / KB lie within the panel's `kblocks`.
                     unsafe {
-                        run::<L, R, C>(
+                        run::<L, R, C, TOKEN_MAJOR>(
                             kb_chunk,
                             pp,
                             group_stride,

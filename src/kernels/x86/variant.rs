@@ -133,6 +133,10 @@ macro_rules! x86_variant {
             /// A GEMM tile kernel over whole blocks of `$w_bytes`/`$a_bytes` bytes.
             macro_rules! gemm_tile {
                 (@entry $name:ident, $inner:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
+                    gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes, false);
+                };
+                // `$token_major`: the tile writes `out[c * out_stride + r]`.
+                (@entry $name:ident, $inner:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr, $token_major:expr) => {
                     /// Safe entry for the kernel table.
                     #[allow(clippy::too_many_arguments)]
                     pub(crate) fn $name(
@@ -157,8 +161,13 @@ macro_rules! x86_variant {
                             n.is_multiple_of($elems)
                                 && fits(w.len(), rows, w_stride, nb * $w_bytes)
                                 && fits(a.len(), cols, a_stride, nb * $a_bytes)
-                                && fits(out.len(), rows, out_stride, cols)
-                                && (rows < 2 || out_stride >= cols),
+                                && if $token_major {
+                                    fits(out.len(), cols, out_stride, rows)
+                                        && (cols < 2 || out_stride >= rows)
+                                } else {
+                                    fits(out.len(), rows, out_stride, cols)
+                                        && (rows < 2 || out_stride >= cols)
+                                },
                             "{}: tile of {rows}×{cols} rows of {n} elements does not fit its buffers",
                             stringify!($name)
                         );
@@ -199,12 +208,16 @@ macro_rules! x86_variant {
                 // The float tiles: plain (`float_tile`) or packed (`float_packed`), one body
                 // with its own tile shape.
                 (float_packed: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
-                    gemm_tile!(@float float_packed, $fpk_r, $fpk_c, $name, $inner, $elem, $bytes);
+                    gemm_tile!(@float float_packed::gemm, $fpk_r, $fpk_c, $name, $inner, $elem, $bytes, false);
                 };
                 (float: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
-                    gemm_tile!(@float float_tile, $ftile_r, $ftile_c, $name, $inner, $elem, $bytes);
+                    gemm_tile!(@float float_tile::gemm, $ftile_r, $ftile_c, $name, $inner, $elem, $bytes, false);
                 };
-                (@float $tile_mod:ident, $r:tt, $c:tt, $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
+                // The packed float tiles writing token-major output (`Y`, not `Yᵀ`).
+                (float_packed_token_major: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
+                    gemm_tile!(@float float_packed::gemm_token_major, $fpk_r, $fpk_c, $name, $inner, $elem, $bytes, true);
+                };
+                (@float $tile_mod:ident :: $body:ident, $r:tt, $c:tt, $name:ident, $inner:ident, $elem:ident, $bytes:expr, $token_major:expr) => {
                     #[target_feature(enable = $features)]
                     #[allow(clippy::too_many_arguments)]
                     unsafe fn $inner(
@@ -221,12 +234,12 @@ macro_rules! x86_variant {
                         // SAFETY: forwarded contract (rows × cols rows of n elements behind
                         // the pointers); features enabled here.
                         unsafe {
-                            $tile_mod::gemm::<$lanes, float_tile::$elem, $r, $c>(
+                            $tile_mod::$body::<$lanes, float_tile::$elem, $r, $c>(
                                 n, w, w_stride, rows, a, a_stride, cols, out, out_stride,
                             )
                         }
                     }
-                    gemm_tile!(@entry $name, $inner, 1, $bytes, $bytes);
+                    gemm_tile!(@entry $name, $inner, 1, $bytes, $bytes, $token_major);
                 };
                 ($name:ident, $inner:ident, $body:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
                     #[target_feature(enable = $features)]
@@ -268,6 +281,9 @@ macro_rules! x86_variant {
             gemm_tile!(float_packed: packed_f16, packed_f16_tf, F16, 2);
             gemm_tile!(float_packed: packed_bf16, packed_bf16_tf, Bf16, 2);
             gemm_tile!(float_packed: packed_f32, packed_f32_tf, F32, 4);
+            gemm_tile!(float_packed_token_major: packed_f16_y, packed_f16_y_tf, F16, 2);
+            gemm_tile!(float_packed_token_major: packed_bf16_y, packed_bf16_y_tf, Bf16, 2);
+            gemm_tile!(float_packed_token_major: packed_f32_y, packed_f32_y_tf, F32, 4);
             gemm_tile!(float: gemm_f16, gemm_f16_tf, F16, 2);
             gemm_tile!(float: gemm_bf16, gemm_bf16_tf, Bf16, 2);
             gemm_tile!(float: gemm_f32, gemm_f32_tf, F32, 4);
@@ -313,6 +329,12 @@ macro_rules! x86_variant {
                         bf16: Some(packed_bf16),
                         f32: Some(packed_f32),
                         ..base.packed
+                    },
+                    packed_token_major: GemmKernels {
+                        f16: Some(packed_f16_y),
+                        bf16: Some(packed_bf16_y),
+                        f32: Some(packed_f32_y),
+                        ..base.packed_token_major
                     },
                     act: ActKernels {
                         q8_0: quantize_q8_0,
