@@ -14,6 +14,7 @@ mod kernels_support;
 
 use kernels_support::*;
 use llava::GgmlType;
+use llava::kernels::matmul::matmul_f32_in_task;
 use llava::kernels::{
     ACTIVATION_TYPES, KernelError, Kernels, QuantMatrix, Tier, WEIGHT_TYPES, activation_type,
     kernels_for_request, matmul, matmul_f16, matmul_f32, matmul_nn_f32, matmul_vec_many,
@@ -718,4 +719,33 @@ fn unary_loops_equal_the_scalar_ones() {
             );
         }
     }
+}
+
+/// Attention's in-task f32 product (the start-up tier's token-major tile called once, or
+/// `matmul_f32` below the packing threshold) equals `matmul_f32` (its tiles split among two
+/// threads) bit for bit, at attention's shapes (`Q·Kᵀ`: 128 queries × 577 keys × 64; `P·V`:
+/// 128 × 64 × 577) and small ones; bad shapes are errors.
+#[test]
+fn matmul_f32_in_task_equals_matmul_f32() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rng(31);
+    for (n, rows, k) in [(5, 9, 67), (40, 70, 64), (128, 577, 64), (128, 64, 577)] {
+        let x = realistic_f32(n * k, &mut rng);
+        let w = realistic_f32(rows * k, &mut rng);
+        let mut split = vec![f32::NAN; n * rows];
+        let mut in_task = vec![f32::NAN; n * rows];
+        pool.install(|| matmul_f32(&x, n, &w, rows, k, &mut split))
+            .unwrap();
+        pool.install(|| matmul_f32_in_task(&x, n, &w, rows, k, &mut in_task))
+            .unwrap();
+        for (i, (a, b)) in split.iter().zip(&in_task).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "{n}×{rows}×{k} [{i}]: {a} vs {b}");
+        }
+    }
+    let mut y = vec![0f32; 40 * 9];
+    assert!(matmul_f32_in_task(&[0.0; 64 * 40], 40, &[0.0; 64 * 9], 9, 64, &mut y[..10]).is_err());
+    assert!(matmul_f32_in_task(&[0.0; 64 * 39], 40, &[0.0; 64 * 9], 9, 64, &mut y).is_err());
 }

@@ -152,13 +152,21 @@ pub fn matmul(
         y.fill(0.0);
         return Ok(());
     }
-    let acts = quantize_rows(kernels, act_type, x, k, act_row_bytes)?;
+    // F32 activations are their own bytes: no copy (attention's products multiply
+    // 128 × 577 scores per call).
+    let converted;
+    let acts = if act_type == GgmlType::F32 {
+        f32_bytes(x)
+    } else {
+        converted = quantize_rows(kernels, act_type, x, k, act_row_bytes)?;
+        &converted
+    };
 
     if n == 1 {
-        super::decode::matmul_decode(dot, w, &acts, y);
+        super::decode::matmul_decode(dot, w, acts, y);
         return Ok(());
     }
-    super::gemm::matmul_tiled(kernels, w, &acts, act_row_bytes, n, y)
+    super::gemm::matmul_tiled(kernels, w, acts, act_row_bytes, n, y)
 }
 
 /// `Y = X·Wᵀ` with f16 weights (e.g. a K cache stored as f16): `w` holds `rows` rows of `k`
@@ -192,6 +200,43 @@ pub fn matmul_f32(
     check_matrix("output elements (n × rows)", y.len(), n, rows)?;
     let w = QuantMatrix::new(GgmlType::F32, rows, k, f32_bytes(w))?;
     matmul(super::kernels(), &w, x, n, y)
+}
+
+/// As [`matmul_f32`], computed in the calling task: for callers that already run one task per
+/// thread (attention, one per head), where splitting each product among threads would only
+/// repack its operands once more per task. Through the start-up tier's token-major packed
+/// tile where it has one and `n` is large enough for packing to pay, else [`matmul_f32`].
+pub fn matmul_f32_in_task(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    rows: usize,
+    k: usize,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    let kernels = super::kernels();
+    if n < super::gemm::PACKED_MIN_TOKENS_FLOAT
+        || kernels.packed_token_major.f32.is_none()
+        || k == 0
+    {
+        return matmul_f32(x, n, w, rows, k, y);
+    }
+    check_matrix("activation elements (n × k)", x.len(), n, k)?;
+    check_matrix("weight elements (rows × k)", w.len(), rows, k)?;
+    check_matrix("output elements (n × rows)", y.len(), n, rows)?;
+    let row_bytes = product("row bytes", k, 4, 0)?;
+    kernels.gemm_tile_token_major(
+        GgmlType::F32,
+        k,
+        f32_bytes(w),
+        row_bytes,
+        rows,
+        f32_bytes(x),
+        row_bytes,
+        n,
+        y,
+        rows,
+    )
 }
 
 /// The bytes of `v` (little-endian f32, as GGUF stores F32 and the F32 kernels read).

@@ -14,7 +14,7 @@ use super::activation::exp;
 use super::softmax::softmax_in_place;
 use super::{OpError, check_len, rows_of, sum_f64};
 use crate::kernels::kernels;
-use crate::kernels::matmul::matmul_f32;
+use crate::kernels::matmul::{matmul_f32, matmul_f32_in_task};
 
 /// Head counts and size, masking and score scale.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -182,6 +182,9 @@ pub fn attention(
         return Ok(());
     }
     let kv_block = kv_block_len(n_kv);
+    // With a head per thread or more, each head's products run in its task (splitting them
+    // among threads again would repack their operands once per part).
+    let in_task = n_kv_heads >= rayon::current_num_threads();
 
     // One task per key/value head: gather its K and V once, serve the query heads of its group.
     let per_kv_head: Result<Vec<Vec<f32>>, OpError> = (0..n_kv_heads)
@@ -190,7 +193,7 @@ pub fn attention(
             let kh = k.gather(n_kv, kv_width, kvh * d, d);
             let v_blocks = v.gather_transposed_blocks(n_kv, kv_width, kvh * d, d, kv_block);
             let mut outs = vec![0f32; group * n_q * d];
-            let mut state = BlockState::new(d, kv_block);
+            let mut state = BlockState::new(d, kv_block, in_task);
             for (g, out_h) in outs.chunks_exact_mut(n_q * d).enumerate() {
                 let h = kvh * group + g;
                 for q0 in (0..n_q).step_by(Q_BLOCK) {
@@ -252,6 +255,8 @@ fn kv_block_len(n_kv: usize) -> usize {
 /// whenever the maximum grows. The scores of one key block are all that exist at a time.
 struct BlockState {
     d: usize,
+    /// Products in the calling task ([`matmul_f32_in_task`]), else split ([`matmul_f32`]).
+    in_task: bool,
     rows: usize,
     q: Vec<f32>,
     scores: Vec<f32>,
@@ -262,9 +267,10 @@ struct BlockState {
 }
 
 impl BlockState {
-    fn new(d: usize, kv_block: usize) -> Self {
+    fn new(d: usize, kv_block: usize, in_task: bool) -> Self {
         BlockState {
             d,
+            in_task,
             rows: 0,
             q: Vec::with_capacity(Q_BLOCK * d),
             scores: vec![0f32; Q_BLOCK * kv_block],
@@ -299,8 +305,13 @@ impl BlockState {
         seen_by_first: Option<isize>,
     ) -> Result<(), OpError> {
         let (d, rows) = (self.d, self.rows);
+        let product = if self.in_task {
+            matmul_f32_in_task
+        } else {
+            matmul_f32
+        };
         let scores = &mut self.scores[..rows * cols];
-        matmul_f32(&self.q, rows, k, cols, d, scores)?;
+        product(&self.q, rows, k, cols, d, scores)?;
         for (i, row) in scores.chunks_exact_mut(cols).enumerate() {
             let seen =
                 seen_by_first.map_or(cols, |f| (f + i as isize).clamp(0, cols as isize) as usize);
@@ -327,7 +338,7 @@ impl BlockState {
             self.sum[i] += sum;
         }
         let pv = &mut self.pv[..rows * d];
-        matmul_f32(scores, rows, v_t, d, cols, pv)?;
+        product(scores, rows, v_t, d, cols, pv)?;
         for (a, p) in self.acc[..rows * d].iter_mut().zip(pv.iter()) {
             *a += p;
         }
