@@ -19,12 +19,33 @@ pub fn linear(
         w.k(),
     )?;
     let mut y = vec![0f32; n * w.rows()];
-    matmul(kernels, w, x, n, &mut y)?;
+    linear_into(kernels, w, bias, x, &mut y)?;
+    Ok(y)
+}
+
+/// As [`linear`], into `y` (exactly [n × w.rows()]; its contents are overwritten), so that
+/// a caller running layer after layer reuses one buffer.
+pub fn linear_into(
+    kernels: &Kernels,
+    w: &QuantMatrix<'_>,
+    bias: Option<&[f32]>,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), OpError> {
+    let n = rows_of(
+        "linear",
+        "input elements (rows × weight columns)",
+        x.len(),
+        w.k(),
+    )?;
     if let Some(b) = bias {
         check_len("linear", "bias length", b.len(), w.rows())?;
-        add_rows_in_place(&mut y, b)?;
     }
-    Ok(y)
+    matmul(kernels, w, x, n, y)?;
+    if let Some(b) = bias {
+        add_rows_in_place(y, b)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -64,5 +85,10 @@ mod tests {
         assert!(rel_err(&y, &reference) < 2e-2);
         assert!(linear(kernels(), &m, Some(&b[..3]), &x).is_err());
         assert!(linear(kernels(), &m, None, &x[..10]).is_err());
+        // Into a reused buffer: the same values, whatever it held; a wrong length is an error.
+        let mut into = vec![f32::NAN; n * rows];
+        linear_into(kernels(), &m, Some(&b), &x, &mut into).unwrap();
+        assert_eq!(into, y);
+        assert!(linear_into(kernels(), &m, Some(&b), &x, &mut into[1..]).is_err());
     }
 }

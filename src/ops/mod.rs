@@ -26,7 +26,7 @@ pub use attention::{AttentionParams, KvRows, attention};
 pub use elementwise::{
     add_in_place, add_rows_in_place, mul_in_place, mul_rows_in_place, scale_in_place,
 };
-pub use linear::linear;
+pub use linear::{linear, linear_into};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{RopeParams, rope};
 pub use softmax::{softmax_in_place, softmax_rows_in_place};

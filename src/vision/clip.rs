@@ -16,7 +16,7 @@ use crate::kernels::Kernels;
 use crate::model_file::{self, ModelFileError, optional_vector_f32, vector_f32};
 use crate::ops::{
     AttentionParams, KvRows, add_in_place, attention, gelu_in_place, layer_norm, linear,
-    quick_gelu_in_place,
+    linear_into, quick_gelu_in_place,
 };
 
 use super::error::VisionError;
@@ -148,8 +148,9 @@ impl ClipTower {
             }
         };
         keep(0, &x);
+        let mut buffers = BlockBuffers::new(x.len(), n_tiles * n_pos * h.n_ff);
         for (i, block) in self.blocks.iter().enumerate() {
-            self.block(file, kernels, h, block, &mut x, n_tiles)?;
+            self.block(file, kernels, h, block, &mut x, &mut buffers, n_tiles)?;
             keep(i + 1, &x);
         }
         // Gather the kept positions of each feature layer, concatenated along features.
@@ -222,6 +223,7 @@ impl ClipTower {
     }
 
     /// One pre-norm encoder block, in place on `x` [n_tiles · n_pos × d]; attention per tile.
+    #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         file: &GgufFile,
@@ -229,17 +231,24 @@ impl ClipTower {
         h: &ClipHparams,
         b: &Block,
         x: &mut [f32],
+        buffers: &mut BlockBuffers,
         n_tiles: usize,
     ) -> Result<(), VisionError> {
         let (d, n_pos) = (h.n_embd, h.n_positions());
         let view = |m: &WeightRef| m.view(file).map_err(|e| VisionError::model(file, e));
-        let mut normed = vec![0f32; x.len()];
-        layer_norm(x, &b.ln1.0, &b.ln1.1, h.eps, &mut normed)?;
-        let q = linear(kernels, &view(&b.q.0)?, Some(b.q.1.as_slice()), &normed)?;
-        let k = linear(kernels, &view(&b.k.0)?, Some(b.k.1.as_slice()), &normed)?;
-        let v = linear(kernels, &view(&b.v.0)?, Some(b.v.1.as_slice()), &normed)?;
+        let BlockBuffers {
+            normed,
+            q,
+            k,
+            v,
+            attn,
+            ff,
+        } = buffers;
+        layer_norm(x, &b.ln1.0, &b.ln1.1, h.eps, normed)?;
+        linear_into(kernels, &view(&b.q.0)?, Some(b.q.1.as_slice()), normed, q)?;
+        linear_into(kernels, &view(&b.k.0)?, Some(b.k.1.as_slice()), normed, k)?;
+        linear_into(kernels, &view(&b.v.0)?, Some(b.v.1.as_slice()), normed, v)?;
         let params = AttentionParams::new(h.n_heads, h.n_heads, h.head_dim());
-        let mut attn = vec![0f32; x.len()];
         let tile = n_pos * d;
         for t in 0..n_tiles {
             let r = t * tile..(t + 1) * tile;
@@ -252,17 +261,49 @@ impl ClipTower {
                 &mut attn[r],
             )?;
         }
-        let o = linear(kernels, &view(&b.out.0)?, Some(b.out.1.as_slice()), &attn)?;
-        add_in_place(x, &o)?;
-        layer_norm(x, &b.ln2.0, &b.ln2.1, h.eps, &mut normed)?;
-        let mut ff = linear(kernels, &view(&b.fc1.0)?, Some(b.fc1.1.as_slice()), &normed)?;
+        // The output projection into `q`, free again.
+        linear_into(kernels, &view(&b.out.0)?, Some(b.out.1.as_slice()), attn, q)?;
+        add_in_place(x, q)?;
+        layer_norm(x, &b.ln2.0, &b.ln2.1, h.eps, normed)?;
+        linear_into(
+            kernels,
+            &view(&b.fc1.0)?,
+            Some(b.fc1.1.as_slice()),
+            normed,
+            ff,
+        )?;
         if h.use_gelu {
-            gelu_in_place(&mut ff);
+            gelu_in_place(ff);
         } else {
-            quick_gelu_in_place(&mut ff);
+            quick_gelu_in_place(ff);
         }
-        let y = linear(kernels, &view(&b.fc2.0)?, Some(b.fc2.1.as_slice()), &ff)?;
-        add_in_place(x, &y)?;
+        linear_into(kernels, &view(&b.fc2.0)?, Some(b.fc2.1.as_slice()), ff, q)?;
+        add_in_place(x, q)?;
         Ok(())
+    }
+}
+
+/// A block's activations, allocated once per forward and reused by every block (fresh
+/// buffers per block cost page faults and zero fills, a few percent of an encode).
+struct BlockBuffers {
+    normed: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    ff: Vec<f32>,
+}
+
+impl BlockBuffers {
+    /// For `len` hidden-state elements and `ff_len` MLP ones.
+    fn new(len: usize, ff_len: usize) -> Self {
+        BlockBuffers {
+            normed: vec![0.0; len],
+            q: vec![0.0; len],
+            k: vec![0.0; len],
+            v: vec![0.0; len],
+            attn: vec![0.0; len],
+            ff: vec![0.0; ff_len],
+        }
     }
 }
