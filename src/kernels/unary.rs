@@ -84,14 +84,17 @@ pub fn exp(x: f32) -> f32 {
         1.0,
     ];
     let xc = x.clamp(MIN, MAX);
-    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0 / 5040.0;
     for c in TAYLOR {
         p = p * r + c;
     }
     // 2ⁿ for n in [-126, 128] (n = 128 only at the very top) as 2^⌊n/2⌋ · 2^(n - ⌊n/2⌋).
-    let n = n as i32;
+    // n as an integer from the low bits of `shifted` (1.5·2²³ + n, bits 0x4B40_0000 + n):
+    // the same value as `n as i32`, whose saturating conversion LLVM scalarised per lane.
+    let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let half = n >> 1;
     let two_to = |m: i32| f32::from_bits(((m + 127) as u32) << 23);
     let y = p * two_to(half) * two_to(n - half);
