@@ -27,29 +27,41 @@ pub(super) fn matmul_tiled(
     let (rows, k, row_bytes, data) = (w.rows(), w.k(), w.row_bytes(), w.data());
     if n >= packed_min_tokens(w.ty()) && kernels.packed_token_major.get(w.ty()).is_some() {
         // Token-major tiles write Y itself: one task per thread, each all rows × a run of
-        // tokens (whole panels), so each task's output is a block of Y's rows.
-        let tokens = n
-            .div_ceil(rayon::current_num_threads())
-            .next_multiple_of(FLOAT_PANEL_TOKENS);
-        return y
-            .par_chunks_mut(tokens * rows)
-            .enumerate()
-            .try_for_each(|(i, out)| {
-                let (first, cols) = (i * tokens, out.len() / rows);
-                let a = &acts[first * act_row_bytes..(first + cols) * act_row_bytes];
-                kernels.gemm_tile_token_major(
-                    w.ty(),
-                    k,
-                    data,
-                    row_bytes,
-                    rows,
-                    a,
-                    act_row_bytes,
-                    cols,
-                    out,
-                    rows,
-                )
-            });
+        // tokens, so each task's output is a block of Y's rows. The runs are whole panels,
+        // as many per task as can be; the last task also takes the tokens past the last whole
+        // panel (which the tiles' narrow micro-tile serves at a fraction of a panel's cost).
+        let tasks = rayon::current_num_threads().max(1);
+        let panels = n / FLOAT_PANEL_TOKENS;
+        let mut parts = Vec::with_capacity(tasks);
+        let (mut rest, mut first) = (y, 0);
+        for i in 1..=tasks {
+            let end = if i == tasks {
+                n
+            } else {
+                i * panels / tasks * FLOAT_PANEL_TOKENS
+            };
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut((end - first) * rows);
+            if end > first {
+                parts.push((first, part));
+            }
+            (rest, first) = (tail, end);
+        }
+        return parts.into_par_iter().try_for_each(|(first, out)| {
+            let cols = out.len() / rows;
+            let a = &acts[first * act_row_bytes..(first + cols) * act_row_bytes];
+            kernels.gemm_tile_token_major(
+                w.ty(),
+                k,
+                data,
+                row_bytes,
+                rows,
+                a,
+                act_row_bytes,
+                cols,
+                out,
+                rows,
+            )
+        });
     }
     // Yᵀ [rows × n], cut in row tiles owned by one task each, then transposed into Y.
     let mut y_t = vec![0f32; rows * n];
@@ -120,7 +132,7 @@ pub(super) fn matmul_tiled(
 /// transpose about 3 per element and save about 0.14 per element and token.
 pub const PACKED_MIN_TOKENS: usize = 8;
 /// A multiple of every tier's float packed panel width (6 or 12 tokens), so that splitting
-/// tokens among tasks leaves no partial panel but the last.
+/// tokens among tasks leaves no partial panel but the last task's last.
 const FLOAT_PANEL_TOKENS: usize = 12;
 
 /// As [`PACKED_MIN_TOKENS`] for the float weight types.

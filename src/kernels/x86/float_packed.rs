@@ -39,11 +39,15 @@ thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// `R` packed row groups × the `C` tokens of a panel over `kblocks` blocks of [`KB`] steps of
-/// k: group `r` holds `kblocks·KB × N` f32 at `packed + r·group_stride`, the panel
-/// `kblocks × C × KB` f32 at `panel`.
+/// Tokens of the narrow micro-tile, which serves a last panel of at most this many real
+/// tokens (a full-width tile there would multiply mostly padding).
+const NARROW: usize = 4;
+
+/// `R` packed row groups × the first `C` tokens of a panel `PC` tokens wide over `kblocks`
+/// blocks of [`KB`] steps of k: group `r` holds `kblocks·KB × N` f32 at
+/// `packed + r·group_stride`, the panel `kblocks × PC × KB` f32 at `panel`.
 #[inline(always)]
-unsafe fn micro<L: Lanes, const R: usize, const C: usize>(
+unsafe fn micro<L: Lanes, const R: usize, const C: usize, const PC: usize>(
     kblocks: usize,
     packed: *const f32,
     group_stride: usize,
@@ -54,7 +58,7 @@ unsafe fn micro<L: Lanes, const R: usize, const C: usize>(
         let mut total = [[L::zero(); C]; R];
         for b in 0..kblocks {
             let wb = packed.add(b * KB * L::N);
-            let ab = panel.add(b * C * KB);
+            let ab = panel.add(b * PC * KB);
             let mut part = [[L::zero(); C]; R];
             for j in 0..KB {
                 let w: [L::V; R] =
@@ -95,8 +99,37 @@ unsafe fn run<L: Lanes, const R: usize, const C: usize, const TOKEN_MAJOR: bool>
     col: usize,
     add: bool,
 ) {
-    // SAFETY: forwarded (the packed rows and the panel exist).
-    let res = unsafe { micro::<L, R, C>(kblocks, packed, group_stride, panel) };
+    if C > NARROW && width <= NARROW {
+        // SAFETY: forwarded (the packed rows and the panel exist).
+        // The caller holds the features of `L` (store's contract).
+        unsafe {
+            let res = micro::<L, R, NARROW, C>(kblocks, packed, group_stride, panel);
+            store::<L, R, NARROW, TOKEN_MAJOR>(&res, width, valid, out, out_stride, col, add);
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe {
+            let res = micro::<L, R, C, C>(kblocks, packed, group_stride, panel);
+            store::<L, R, C, TOKEN_MAJOR>(&res, width, valid, out, out_stride, col, add);
+        }
+    }
+}
+
+/// Writes (or adds, `add`) a micro-tile's first `width` tokens and `valid` rows as [`run`]
+/// says.
+///
+/// # Safety
+/// The caller holds the features of `L`.
+#[inline(always)]
+unsafe fn store<L: Lanes, const R: usize, const C: usize, const TOKEN_MAJOR: bool>(
+    res: &[[L::V; C]; R],
+    width: usize,
+    valid: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    col: usize,
+    add: bool,
+) {
     let mut lanes = [0f32; 16];
     if TOKEN_MAJOR {
         for c in 0..width {
@@ -109,7 +142,8 @@ unsafe fn run<L: Lanes, const R: usize, const C: usize, const TOKEN_MAJOR: bool>
                 let cells = &mut token[first..first + L::N.min(valid - first)];
                 if cells.len() == L::N {
                     let at = cells.as_mut_ptr();
-                    // SAFETY: `cells` holds the N f32 loaded and stored.
+                    // SAFETY: `cells` holds the N f32 loaded and stored; the caller holds
+                    // the features of `L`.
                     unsafe {
                         let v = if add {
                             L::add(L::f32(at.cast_const().cast()), row[c])
