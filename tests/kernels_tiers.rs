@@ -226,8 +226,9 @@ fn gemm_tiles_match_scalar_dots() {
 
 /// The float types' tiles (F16, BF16, F32: R × C register tiles, or packed rows, in the SIMD
 /// tiers) at odd shapes: k not a multiple of any SIMD width (1, 7, 37, 100), a multiple (64,
-/// 1040), and beyond the packed tiles' 2048-step k-chunks (2100); token counts 1, 2, 3, 16, 17
-/// (a last panel served by the narrow micro-tile, 4 tokens wide, full or not);
+/// 1040), and beyond the packed tiles' 2048-step k-chunks (2100); token counts 1, 2, 3, 16, 17,
+/// 24 (panels of 6 or 14 tokens: last panels of ≤ 4 tokens, which the narrow micro-tile serves,
+/// full or not, and wider partial ones);
 /// weight-row counts that are not multiples of the tile heights (1, 5, 9, 13) or beyond one
 /// band of the packed tiles (40). Each cell equals the scalar dot on exact inputs (small
 /// integers: every association is exact; equal values, the sign of a zero aside) and is within
@@ -251,7 +252,7 @@ fn float_gemm_tiles_at_odd_shapes_match_scalar_dots() {
                     })
                     .collect();
                 for rows in [1, 5, 9, 13, 40] {
-                    for cols in [1, 2, 3, 16, 17] {
+                    for cols in [1, 2, 3, 16, 17, 24] {
                         let w_rows: Vec<_> = pairs[..rows].iter().map(|p| p.0.clone()).collect();
                         let a_rows: Vec<_> = pairs[..cols].iter().map(|p| p.1.clone()).collect();
                         let (w, w_stride) = padded(&w_rows, 2);

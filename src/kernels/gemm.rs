@@ -28,17 +28,19 @@ pub(super) fn matmul_tiled(
     if n >= packed_min_tokens(w.ty()) && kernels.packed_token_major.get(w.ty()).is_some() {
         // Token-major tiles write Y itself: one task per thread, each all rows × a run of
         // tokens, so each task's output is a block of Y's rows. The runs are whole panels,
-        // as many per task as can be; the last task also takes the tokens past the last whole
-        // panel (which the tiles' narrow micro-tile serves at a fraction of a panel's cost).
+        // the earlier tasks rounded up; the last task also takes the tokens past the last
+        // whole panel (which the tiles' narrow micro-tile serves at a fraction of a panel's
+        // cost): 577 tokens in panels of 14 are 21 panels + 20 panels and 3 tokens.
         let tasks = rayon::current_num_threads().max(1);
-        let panels = n / FLOAT_PANEL_TOKENS;
+        let panel = kernels.float_panel_tokens.max(1);
+        let panels = n / panel;
         let mut parts = Vec::with_capacity(tasks);
         let (mut rest, mut first) = (y, 0);
         for i in 1..=tasks {
             let end = if i == tasks {
                 n
             } else {
-                i * panels / tasks * FLOAT_PANEL_TOKENS
+                (i * panels).div_ceil(tasks) * panel
             };
             let (part, tail) = std::mem::take(&mut rest).split_at_mut((end - first) * rows);
             if end > first {
@@ -131,10 +133,6 @@ pub(super) fn matmul_tiled(
 /// instructions and then save about 0.06 per element and token; float types widen and
 /// transpose about 3 per element and save about 0.14 per element and token.
 pub const PACKED_MIN_TOKENS: usize = 8;
-/// A multiple of every tier's float packed panel width (6 or 12 tokens), so that splitting
-/// tokens among tasks leaves no partial panel but the last task's last.
-const FLOAT_PANEL_TOKENS: usize = 12;
-
 /// As [`PACKED_MIN_TOKENS`] for the float weight types.
 pub const PACKED_MIN_TOKENS_FLOAT: usize = 32;
 

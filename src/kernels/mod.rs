@@ -284,6 +284,9 @@ pub struct Kernels {
     /// Packed tiles that write their output token-major, `out[c * out_stride + r]` (the
     /// layout of `Y = X·Wᵀ`, so [`matmul`] needs no transpose after them); float types only.
     pub packed_token_major: GemmKernels,
+    /// Tokens per panel (`C`) of the float packed tiles: [`matmul`] splits tokens among
+    /// tasks in whole panels. 1 where there are none.
+    pub float_panel_tokens: usize,
     pub act: ActKernels,
     /// Element-wise activation loops (SwiGLU, quick GELU).
     pub unary: unary::UnaryKernels,

@@ -27,6 +27,7 @@ pub const KERNELS: Kernels = Kernels {
     gemm: GemmKernels::NONE,
     packed: GemmKernels::NONE,
     packed_token_major: GemmKernels::NONE,
+    float_panel_tokens: 1,
     act: ACT,
     unary: super::unary::PORTABLE,
 };

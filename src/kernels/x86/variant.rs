@@ -336,6 +336,7 @@ macro_rules! x86_variant {
                         f32: Some(packed_f32_y),
                         ..base.packed_token_major
                     },
+                    float_panel_tokens: $fpk_c,
                     act: ActKernels {
                         q8_0: quantize_q8_0,
                         q8_1: quantize_q8_1,
