@@ -48,6 +48,16 @@ pub(super) unsafe fn read_u32(p: *const u8) -> u32 {
     u32::from_le(unsafe { p.cast::<u32>().read_unaligned() })
 }
 
+/// Reads a little-endian u64 at `p` (any alignment).
+///
+/// # Safety
+/// `p..p + 8` must be readable.
+#[inline(always)]
+pub(super) unsafe fn read_u64(p: *const u8) -> u64 {
+    // SAFETY: the caller guarantees 8 readable bytes; read_unaligned has no alignment need.
+    u64::from_le(unsafe { p.cast::<u64>().read_unaligned() })
+}
+
 /// Reads a little-endian f32 at `p` (any alignment).
 ///
 /// # Safety
