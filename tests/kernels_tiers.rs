@@ -5,7 +5,10 @@
 //! - Dot products and gemm tiles: bit-identical on exact inputs (power-of-two scales, small
 //!   integers; see `kernels_support`), within `kernels_support::tolerance` on realistic ones
 //!   (float dots are assumed to keep at least 4 independent lanes).
-//! - Shapes: one block, three blocks (not a multiple of any SIMD width's loop), 4096.
+//! - Shapes: one block, three blocks (not a multiple of any SIMD width's loop), 4096, an odd
+//!   block count.
+//! - n = 1 matmuls (whatever the decode path shares among rows): each output equals the tier's
+//!   own dot of its row, bit for bit.
 //!
 //! Entries are found through `WEIGHT_TYPES`/`ACTIVATION_TYPES` and the tables' `get`, so
 //! entries a tier registers are tested without changes here.
@@ -445,6 +448,48 @@ fn matmul_at_7b_width_in_two_threads() {
     }
 }
 
+/// An n = 1 matmul gives, for every row, the tier's dot of that row with the converted input,
+/// bit for bit (a guard for decode paths that share work among rows), at odd row counts and
+/// block counts, on every tier, in two threads.
+#[test]
+fn decode_matmul_equals_the_tiers_dot_per_row() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rng(31);
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            for k in [lengths(w_type)[1], lengths(w_type)[3]] {
+                let rows = 37;
+                let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                    .iter()
+                    .map(|v| v * 0.02)
+                    .collect();
+                let w = quantize(w_type, &wf);
+                let matrix = QuantMatrix::new(w_type, rows, k, &w).unwrap();
+                let x = realistic_f32(k, &mut rng);
+                let mut y = vec![f32::NAN; rows];
+                pool.install(|| matmul(kernels, &matrix, &x, 1, &mut y))
+                    .unwrap();
+                let act = activation_type(w_type).unwrap();
+                let mut a = vec![0u8; llava::quant::row_bytes(act, k).unwrap()];
+                kernels.quantize_activations(act, &x, &mut a).unwrap();
+                for (r, got) in y.iter().enumerate() {
+                    let row = &w[r * matrix.row_bytes()..(r + 1) * matrix.row_bytes()];
+                    let want = kernels.dot(w_type, k, row, &a).unwrap();
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{} {w_type} k={k} row {r}: {got} vs {want}",
+                        kernels.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The decode loop's fused projections: several matrices of different types (so different
 /// activation types) and odd row counts sharing one input row, in one parallel pass, give each
 /// matrix's own `matmul` result bit for bit, on every tier, in two threads.
@@ -462,6 +507,8 @@ fn matmul_vec_many_equals_one_matmul_per_matrix() {
         (GgmlType::Q8_0, 17),
         (GgmlType::F16, 1),
         (GgmlType::Q4_K, 2),
+        (GgmlType::Q4_0, 5),
+        (GgmlType::Q4_0, 1),
     ];
     let weights: Vec<Vec<u8>> = shapes
         .iter()
