@@ -1,13 +1,14 @@
 //! The decoder on small random models: an f64 reference forward written from the LLaMA
 //! equations (RMSNorm, rope on adjacent pairs, causal grouped-query attention, SwiGLU), KV-cache
-//! consistency (one batch = token by token = uneven batches), f16 vs f32 cache, context limits,
+//! consistency (one batch = token by token = uneven batches; the cache growing as positions are
+//! written, rewritten after a truncation), f16 vs f32 cache, context limits,
 //! the bundled Q4_K_M file, and errors naming bad files.
 
 use std::path::Path;
 
 use llava::GgmlType;
 use llava::gguf::{GgufValue, GgufWriter};
-use llava::llm::{CacheType, LlamaModel, LlmError, Output, Trace};
+use llava::llm::{CacheType, KvCache, LlamaModel, LlmError, Output, Trace};
 
 struct Shape {
     n_vocab: usize,
@@ -362,6 +363,77 @@ fn f16_cache_is_close_to_f32_cache() {
     let err = rel_err32(&b.logits, &a.logits);
     println!("f16 cache vs f32 cache: {err:.2e}");
     assert!(err > 0.0 && err < 5e-3, "{err}");
+}
+
+#[test]
+fn kv_cache_grows_with_the_positions_written_and_rewrites_after_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    let t = random_tensors(&SMALL);
+    write_model(&path, &SMALL, &t, GgmlType::F32, 64);
+    let model = LlamaModel::load(&path).unwrap();
+    let kv_width = SMALL.n_head_kv * (SMALL.n_embd / SMALL.n_head);
+    for (ty, elem) in [(CacheType::F16, 2), (CacheType::F32, 4)] {
+        let per_pos = SMALL.n_layer * 2 * kv_width * elem;
+        let mut s = model.session(16, ty).unwrap();
+        s.set_batch_size(4);
+        // Room for the whole context is reserved; none of it written yet.
+        assert_eq!(s.cache().bytes(), 16 * per_pos);
+        assert_eq!(s.cache().bytes_written(), 0);
+        s.eval_tokens(&PROMPT[..6], Output::None).unwrap();
+        assert_eq!(s.cache().bytes_written(), 6 * per_pos);
+        for (i, &tk) in PROMPT[6..].iter().enumerate() {
+            s.eval_tokens(&[tk], Output::Last).unwrap();
+            assert_eq!(s.cache().positions_written(), 7 + i);
+        }
+        // Back to 3 positions: the next 5 rewrite written rows, the 5 after that rewrite 3 and
+        // append 2 (one batch of 4 across the written end).
+        let (x, y) = ([9u32, 33, 2, 47, 14], [7u32, 50, 21, 36, 4]);
+        s.truncate(3);
+        s.eval_tokens(&x, Output::None).unwrap();
+        assert_eq!(s.cache().bytes_written(), PROMPT.len() * per_pos);
+        let out = s.eval_tokens(&y, Output::All).unwrap();
+        assert_eq!(s.cache().positions_written(), 13);
+        let tokens: Vec<u32> = PROMPT[..3].iter().chain(&x).chain(&y).copied().collect();
+        let reference = reference_logits(&SMALL, &t, &tokens);
+        let err = rel_err(&out.logits, &reference[8 * SMALL.n_vocab..]);
+        // A row left stale or misplaced would be off by O(1); the f16 cache rounds K and V.
+        let bound = if ty == CacheType::F32 { 1e-5 } else { 5e-3 };
+        assert!(err < bound, "{ty:?}: {err}");
+        // Past the context: the clear error, nothing written; then exactly full.
+        let e = s.eval_tokens(&PROMPT[..4], Output::Last).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LlmError::ContextFull {
+                    needed: 17,
+                    n_ctx: 16,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(s.cache().positions_written(), 13);
+        s.eval_tokens(&PROMPT[..3], Output::Last).unwrap();
+        assert_eq!(s.cache().bytes_written(), s.cache().bytes());
+    }
+}
+
+#[test]
+fn a_cache_beyond_the_memory_is_refused_up_front() {
+    // 2 TiB in 8192 buffers of 256 MiB: each buffer alone would be granted (address space is
+    // reserved lazily), the whole is more than any test machine holds, so the cache must fail
+    // at creation, not when the job fills it. Linux with overcommit_memory = 1 grants anything.
+    if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "1") {
+        println!("skipped: overcommit_memory = 1 grants any reservation");
+        return;
+    }
+    let e = KvCache::new(4096, 1 << 14, 1 << 13, CacheType::F16).unwrap_err();
+    assert!(
+        matches!(e, LlmError::CacheTooLarge { n_ctx: 16384, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("2048.0 GiB"), "{e}");
 }
 
 #[test]
