@@ -180,6 +180,8 @@ impl<'m> Chat<'m> {
             e => e,
         })?;
         let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Its image embeddings are in the cache now: free them before generating.
+        drop(prompt);
         let trace = self.session.take_trace();
         for &t in &evaluated.tokens {
             self.sampler.accept(t);

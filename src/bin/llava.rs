@@ -233,7 +233,7 @@ fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
         trace: args.dump_tensor.clone(),
     };
     let mut chat = Chat::new(session, &tokenizer, sampler, options);
-    let vision = load_vision(args)?;
+    let mut vision = load_vision(args)?;
     let mut image_cache = ImageCache::new();
     let mut pending_images: Vec<PathBuf> = args.image.clone();
 
@@ -270,13 +270,26 @@ fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
             }
             None => Vec::new(),
         };
+        if !args.interactive {
+            // One message: the vision model (its mapping) and the cache are done with; free
+            // them before the prompt's evaluation, where the job's memory peaks.
+            vision = None;
+            image_cache = ImageCache::new();
+        }
         let message = message_with_image_markers(&message, images.len());
-        let turn = run_turn(&mut chat, &tokenizer, &message, &images, args)?;
+        let n_images = images.len();
+        // Kept past the turn only for the dump; otherwise the turn may take the only copy.
+        let dumped_images = match (&args.dump, first) {
+            (Some(_), true) => images.clone(),
+            _ => Vec::new(),
+        };
+        let turn = run_turn(&mut chat, &tokenizer, &message, images, args)?;
         if first && let Some(dir) = &args.dump {
             turn.write_dump(dir, model.config().n_vocab)
                 .map_err(|e| e.to_string())?;
-            if !images.is_empty() {
-                let refs: Vec<&ImageEmbeddings> = images.iter().map(|e| e.as_ref()).collect();
+            if n_images > 0 {
+                let refs: Vec<&ImageEmbeddings> =
+                    dumped_images.iter().map(|e| e.as_ref()).collect();
                 write_image_dump(dir, &tokenizer, &turn.prompt_text, &refs)
                     .map_err(|e| e.to_string())?;
                 eprintln!("llava: wrote image_embeds.npy (tokens.npy with image placeholders)");
@@ -299,7 +312,7 @@ fn run_turn(
     chat: &mut Chat<'_>,
     tokenizer: &Tokenizer,
     message: &str,
-    images: &[std::sync::Arc<ImageEmbeddings>],
+    images: Vec<std::sync::Arc<ImageEmbeddings>>,
     args: &GenerateArgs,
 ) -> Result<Turn, String> {
     if args.verbose_prompt {
@@ -312,9 +325,13 @@ fn run_turn(
             broken_pipe = true;
         }
     };
+    // Moved out where nothing else holds them (one message, no dump), else copied.
     let images = images
-        .iter()
-        .map(|e| (e.data.clone(), e.n_tokens))
+        .into_iter()
+        .map(|e| match std::sync::Arc::try_unwrap(e) {
+            Ok(e) => (e.data, e.n_tokens),
+            Err(e) => (e.data.clone(), e.n_tokens),
+        })
         .collect();
     let turn = chat
         .turn(message, images, &mut print)
