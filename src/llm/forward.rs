@@ -34,19 +34,32 @@ pub(crate) fn forward(
     let attn = AttentionParams::new(c.n_head, c.n_head_kv, c.head_dim).causal();
     record(&mut trace, || "inp_embd".into(), pos, d, &x);
 
-    // One set of activation buffers for every layer: allocated (and page-faulted) once per
-    // batch instead of once per layer and matrix.
-    let mut b = Buffers::default();
-    let mut h = vec![0f32; n * d];
+    // The batch's activations, reused by every layer (allocated and page-faulted once per
+    // batch, not per layer and matrix), in one block: past 32 MiB glibc maps a block of its own
+    // and unmaps it when freed, so a long prompt's activations (≈ 100 MiB at 512 positions, 7B)
+    // go back to the system after the prompt, where eight smaller blocks would stay in the
+    // allocator's heap for the rest of the job.
+    let (kv, ff) = (c.kv_width(), c.n_ff);
+    let mut block = vec![0f32; n * (5 * d + 2 * kv + 2 * ff)];
+    let [h, q, kc, vc, a, o, gate, up, down] = split_mut(
+        &mut block,
+        [
+            n * d,
+            n * d,
+            n * kv,
+            n * kv,
+            n * d,
+            n * d,
+            n * ff,
+            n * ff,
+            n * d,
+        ],
+    );
     for (il, lw) in w.layers.iter().enumerate() {
-        ops::rms_norm(&x, &lw.attn_norm, c.rms_eps, &mut h)?;
-        record(&mut trace, || format!("attn_norm-{il}"), pos, d, &h);
+        ops::rms_norm(&x, &lw.attn_norm, c.rms_eps, h)?;
+        record(&mut trace, || format!("attn_norm-{il}"), pos, d, h);
         let (wq, wk, wv) = (lw.wq.view(file)?, lw.wk.view(file)?, lw.wv.view(file)?);
-        let [q, kc, vc] = Buffers::take(
-            [&mut b.q, &mut b.k, &mut b.v],
-            [n * wq.rows(), n * wk.rows(), n * wv.rows()],
-        );
-        project(k, [wq, wk, wv], &h, [&mut *q, &mut *kc, &mut *vc])?;
+        project(k, [wq, wk, wv], h, [&mut *q, &mut *kc, &mut *vc])?;
         ops::rope(q, c.n_head, c.head_dim, &positions, &c.rope)?;
         ops::rope(kc, c.n_head_kv, c.head_dim, &positions, &c.rope)?;
         record(&mut trace, || format!("Qcur-{il}"), pos, d, q);
@@ -55,7 +68,6 @@ pub(crate) fn forward(
         cache.write(il, pos, kc, vc);
 
         let wo = lw.wo.view(file)?;
-        let [a, o] = Buffers::take([&mut b.a, &mut b.o], [n * d, n * wo.rows()]);
         let (kr, vr) = cache.rows(il, pos + n);
         ops::attention(q, kr, vr, pos + n, &attn, a)?;
         record(&mut trace, || format!("kqv_out-{il}"), pos, d, a);
@@ -64,18 +76,14 @@ pub(crate) fn forward(
         ops::add_in_place(&mut x, o)?;
         record(&mut trace, || format!("ffn_inp-{il}"), pos, d, &x);
 
-        ops::rms_norm(&x, &lw.ffn_norm, c.rms_eps, &mut h)?;
-        record(&mut trace, || format!("ffn_norm-{il}"), pos, d, &h);
+        ops::rms_norm(&x, &lw.ffn_norm, c.rms_eps, h)?;
+        record(&mut trace, || format!("ffn_norm-{il}"), pos, d, h);
         let (wg, wu, wd) = (
             lw.w_gate.view(file)?,
             lw.w_up.view(file)?,
             lw.w_down.view(file)?,
         );
-        let [gate, up, down] = Buffers::take(
-            [&mut b.gate, &mut b.up, &mut b.down],
-            [n * wg.rows(), n * wu.rows(), n * wd.rows()],
-        );
-        project(k, [wg, wu], &h, [&mut *gate, &mut *up])?;
+        project(k, [wg, wu], h, [&mut *gate, &mut *up])?;
         ops::swiglu(gate, up)?;
         matmul(k, &wd, gate, n, down)?;
         record(&mut trace, || format!("ffn_out-{il}"), pos, d, down);
@@ -96,33 +104,13 @@ pub(crate) fn forward(
     Ok(hidden)
 }
 
-/// The per-layer activations of one batch, reused by every layer.
-#[derive(Default)]
-struct Buffers {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    a: Vec<f32>,
-    o: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    down: Vec<f32>,
-}
-
-impl Buffers {
-    /// The first `lens[i]` values of each buffer (grown on first use; every caller overwrites
-    /// them whole, so stale values from the previous layer are never read).
-    fn take<const M: usize>(bufs: [&mut Vec<f32>; M], lens: [usize; M]) -> [&mut [f32]; M] {
-        let mut i = 0;
-        bufs.map(|buf| {
-            let len = lens[i];
-            i += 1;
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            &mut buf[..len]
-        })
-    }
+/// `buf` cut into consecutive slices `lens[i]` long (their sum is at most `buf.len()`).
+fn split_mut<const M: usize>(mut buf: &mut [f32], lens: [usize; M]) -> [&mut [f32]; M] {
+    lens.map(|len| {
+        let (head, tail) = std::mem::take(&mut buf).split_at_mut(len);
+        buf = tail;
+        head
+    })
 }
 
 /// `x·Wᵀ` for several matrices with the same input `x` ([n × k] → one [n × rows] each). For one
