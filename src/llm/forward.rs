@@ -37,8 +37,7 @@ pub(crate) fn forward(
     // The batch's activations, reused by every layer (allocated and page-faulted once per
     // batch, not per layer and matrix), in one block: past 32 MiB glibc maps a block of its own
     // and unmaps it when freed, so a long prompt's activations (≈ 100 MiB at 512 positions, 7B)
-    // go back to the system after the prompt, where eight smaller blocks would stay in the
-    // allocator's heap for the rest of the job.
+    // go back to the system after the prompt rather than stay in a thread's heap.
     let (kv, ff) = (c.kv_width(), c.n_ff);
     let mut block = vec![0f32; n * (5 * d + 2 * kv + 2 * ff)];
     let [h, q, kc, vc, a, o, gate, up, down] = split_mut(
