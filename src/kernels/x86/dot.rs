@@ -90,11 +90,13 @@ macro_rules! scaled_blocks {
     }};
 }
 
-/// Q4_0 · Q8_0: per block `d_w d_a (Σ q y - 8 Σ y)`, the nibbles unsigned. On 256-bit
-/// vectors for AVX-512 VNNI too: with the scales through the table this ran 121 ns per 4096
-/// row against 132–138 ns for two blocks per 512-bit vector (Zen 4, `vec_dot_4096`).
+/// Q4_0 · Q8_0: per block `d_w d_a (Σ q y - 8 Σ y)`, the nibbles unsigned.
 #[inline(always)]
 pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    if M::ZMM && nb >= 2 {
+        // SAFETY: forwarded contract; `M::ZMM` says the caller holds AVX-512 BW and VNNI.
+        return unsafe { super::dot_zmm::q4_0(nb, w, a) };
+    }
     // SAFETY: see the module's contract; block i of each row is in bounds.
     unsafe {
         let m4 = _mm256_set1_epi8(0x0f);
