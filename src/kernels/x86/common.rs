@@ -81,19 +81,6 @@ pub(super) unsafe fn read_f16(p: *const u8) -> f32 {
     unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(read_u16(p) as i16))) }
 }
 
-/// Every f16 bit pattern widened to f32 (256 KiB, built on first use), as ggml widens block
-/// scales: a table load keeps the conversion off the vector ports, which the legacy-block dots
-/// are bound by (a row's scales touch only a few of its cache lines).
-pub(super) fn f16_table() -> &'static [f32; 65536] {
-    static TABLE: std::sync::OnceLock<Box<[f32; 65536]>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let table: Box<[f32]> = (0..=u16::MAX)
-            .map(|bits| half::f16::from_bits(bits).to_f32())
-            .collect();
-        table.try_into().expect("one value per f16 bit pattern")
-    })
-}
-
 /// The product of the f16 values at `p` and `q`, in all 8 lanes.
 ///
 /// # Safety
@@ -202,16 +189,6 @@ pub(super) trait Mac {
         unsafe { _mm256_add_epi32(acc, Self::dot_us(u, s)) }
     }
 
-    /// Per i32 lane: `dot_us(u, s) - dot_us(c, s)` (same bounds as [`Mac::dot_us`]).
-    ///
-    /// # Safety
-    /// The caller must hold the variant's target features.
-    #[inline(always)]
-    unsafe fn dot_us_minus(u: __m256i, c: __m256i, s: __m256i) -> __m256i {
-        // SAFETY: register-only.
-        unsafe { _mm256_sub_epi32(Self::dot_us(u, s), Self::dot_us(c, s)) }
-    }
-
     /// `acc + madd_epi16(a, b)`: per i32 lane, `acc + a0*b0 + a1*b1` (i16 inputs).
     ///
     /// # Safety
@@ -239,16 +216,6 @@ impl Mac for Avx2Mac {
     unsafe fn dot_us(u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: register-only; the caller holds AVX2.
         unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)) }
-    }
-    /// The difference taken on the i16 pair sums (both within ±2·15·127 for the Q4_0 nibbles
-    /// and 8), so one widening `vpmaddwd` serves both products.
-    #[inline(always)]
-    unsafe fn dot_us_minus(u: __m256i, c: __m256i, s: __m256i) -> __m256i {
-        // SAFETY: register-only; the caller holds AVX2.
-        unsafe {
-            let diff = _mm256_sub_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(c, s));
-            _mm256_madd_epi16(diff, _mm256_set1_epi16(1))
-        }
     }
     #[inline(always)]
     unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {

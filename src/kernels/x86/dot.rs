@@ -53,44 +53,7 @@ macro_rules! two_acc {
     }};
 }
 
-/// Runs `$block` (an expression of the block index `$i`, giving its i32 sums) for every
-/// legacy block pair (`$w_bytes` / `$a_bytes` apart, each starting with its f16 scale),
-/// scaling each by `d_w d_a` and alternating two accumulators (even and odd blocks) to hide
-/// FMA latency; evaluates to the horizontal sum. The scales are widened through
-/// [`f16_table`]: two loads and one scalar multiply per block, where two broadcasts and two
-/// conversions cost four more vector operations in these ALU-bound loops. A macro, not a
-/// closure, as `two_acc`.
-macro_rules! scaled_blocks {
-    ($nb:expr, $w:expr, $w_bytes:expr, $a:expr, $a_bytes:expr, |$i:ident| $block:expr) => {{
-        let table = f16_table();
-        let scale = |i: usize| {
-            let d = table[usize::from(read_u16($w.add($w_bytes * i)))]
-                * table[usize::from(read_u16($a.add($a_bytes * i)))];
-            _mm256_set1_ps(d)
-        };
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 2 <= $nb {
-            {
-                let $i = i;
-                acc0 = _mm256_fmadd_ps(scale($i), _mm256_cvtepi32_ps($block), acc0);
-            }
-            {
-                let $i = i + 1;
-                acc1 = _mm256_fmadd_ps(scale($i), _mm256_cvtepi32_ps($block), acc1);
-            }
-            i += 2;
-        }
-        if i < $nb {
-            let $i = i;
-            acc0 = _mm256_fmadd_ps(scale($i), _mm256_cvtepi32_ps($block), acc0);
-        }
-        hsum_ps(_mm256_add_ps(acc0, acc1))
-    }};
-}
-
-/// Q4_0 · Q8_0: per block `d_w d_a (Σ q y - 8 Σ y)`, the nibbles unsigned.
+/// Q4_0 · Q8_0: per block `d_w d_a Σ (q - 8) y`.
 #[inline(always)]
 pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     if M::ZMM && nb >= 2 {
@@ -99,15 +62,11 @@ pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     }
     // SAFETY: see the module's contract; block i of each row is in bounds.
     unsafe {
-        let m4 = _mm256_set1_epi8(0x0f);
-        let eight = _mm256_set1_epi8(8);
-        // The block's 16 bytes in both halves (a broadcast load), the high copy shifted by 4:
-        // low nibbles then high nibbles, the element order of the activation block.
-        let shifts = _mm256_set_epi64x(4, 4, 0, 0);
-        scaled_blocks!(nb, w, 18, a, 34, |i| {
-            let bytes = _mm256_broadcastsi128_si256(load128(w.add(18 * i + 2)));
-            let q = _mm256_and_si256(_mm256_srlv_epi64(bytes, shifts), m4);
-            M::dot_us_minus(q, eight, load256(a.add(34 * i + 2)))
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(18 * i), a.add(34 * i));
+            let x = _mm256_sub_epi8(nibbles32(wb.add(2)), _mm256_set1_epi8(8));
+            let sumi = M::dot_ss(x, load256(ab.add(2)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     }
 }
@@ -117,8 +76,10 @@ pub(super) unsafe fn q4_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        scaled_blocks!(nb, w, 34, a, 34, |i| {
-            M::dot_ss(load256(w.add(34 * i + 2)), load256(a.add(34 * i + 2)))
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(34 * i), a.add(34 * i));
+            let sumi = M::dot_ss(load256(wb.add(2)), load256(ab.add(2)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     }
 }
@@ -128,11 +89,12 @@ pub(super) unsafe fn q8_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 pub(super) unsafe fn q5_0<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        scaled_blocks!(nb, w, 22, a, 34, |i| {
-            let wb = w.add(22 * i);
+        two_acc!(nb, |i, acc| {
+            let (wb, ab) = (w.add(22 * i), a.add(34 * i));
             let high = _mm256_andnot_si256(bits_to_bytes32(wb.add(2)), _mm256_set1_epi8(-16));
             let x = _mm256_or_si256(nibbles32(wb.add(6)), high);
-            M::dot_ss(x, load256(a.add(34 * i + 2)))
+            let sumi = M::dot_ss(x, load256(ab.add(2)));
+            fma_block(acc, f16_product_splat(wb, ab), sumi)
         })
     }
 }
