@@ -28,10 +28,13 @@ pub fn rng(seed: u64) -> Xoshiro256PlusPlus {
 }
 
 /// Row lengths for `ty`: one block, three blocks (a multiple of the block but not of 64 or
-/// 512 elements, so SIMD loops have remainders) and 4096 (a 7B hidden size).
-pub fn lengths(ty: GgmlType) -> [usize; 3] {
+/// 512 elements, so SIMD loops have remainders), 4096 (a 7B hidden size) and an odd number of
+/// blocks beyond the first three (41 of 32, 5 of 256: loops over block pairs end on a single
+/// block; small enough for the exact regime).
+pub fn lengths(ty: GgmlType) -> [usize; 4] {
     let block = ty.block_size().max(32);
-    [block, 3 * block, 4096]
+    let odd = if block == 32 { 41 } else { 5 };
+    [block, 3 * block, 4096, odd * block]
 }
 
 /// Normal values (sigma 1) with about one in 64 scaled by 8 (outliers, as in LLM activations).
