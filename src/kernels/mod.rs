@@ -478,6 +478,30 @@ impl Kernels {
         Ok(kernel(n, w, a))
     }
 
+    /// The checks both tile layouts share: `w_type` has a dot product (returned, the fallback)
+    /// and the weight and activation buffers hold their rows.
+    #[allow(clippy::too_many_arguments)]
+    fn checked_tile_inputs(
+        &self,
+        w_type: GgmlType,
+        n: usize,
+        w: &[u8],
+        w_stride: usize,
+        rows: usize,
+        a: &[u8],
+        a_stride: usize,
+        cols: usize,
+    ) -> Result<VecDotFn, KernelError> {
+        let dot = self
+            .vec_dot(w_type)
+            .ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        let act_type = activation_type(w_type).ok_or(KernelError::UnsupportedWeightType(w_type))?;
+        let (w_row, a_row) = (bytes_of(w_type, n)?, bytes_of(act_type, n)?);
+        check_tile_buffer("weight tile bytes", w.len(), rows, w_stride, w_row)?;
+        check_tile_buffer("activation tile bytes", a.len(), cols, a_stride, a_row)?;
+        Ok(dot)
+    }
+
     /// A tile of dot products (see [`GemmTileFn`]) with the tier's tile kernel for `w_type`,
     /// or by looping its dot-product kernel where it has none. Shapes are checked.
     #[allow(clippy::too_many_arguments)]
@@ -494,13 +518,7 @@ impl Kernels {
         out: &mut [f32],
         out_stride: usize,
     ) -> Result<(), KernelError> {
-        let dot = self
-            .vec_dot(w_type)
-            .ok_or(KernelError::UnsupportedWeightType(w_type))?;
-        let act_type = activation_type(w_type).ok_or(KernelError::UnsupportedWeightType(w_type))?;
-        let (w_row, a_row) = (bytes_of(w_type, n)?, bytes_of(act_type, n)?);
-        check_tile_buffer("weight tile bytes", w.len(), rows, w_stride, w_row)?;
-        check_tile_buffer("activation tile bytes", a.len(), cols, a_stride, a_row)?;
+        let dot = self.checked_tile_inputs(w_type, n, w, w_stride, rows, a, a_stride, cols)?;
         check_tile_buffer("output tile elements", out.len(), rows, out_stride, cols)?;
         if rows == 0 || cols == 0 {
             return Ok(());
@@ -513,6 +531,7 @@ impl Kernels {
         }
         Ok(())
     }
+
     /// As [`Kernels::gemm_tile`], written token-major: `out[c * out_stride + r] = dot(w row r,
     /// a row c)`, by the tier's [`Kernels::packed_token_major`] tile, or by looping its dot
     /// where it has none. Shapes are checked.
@@ -530,13 +549,7 @@ impl Kernels {
         out: &mut [f32],
         out_stride: usize,
     ) -> Result<(), KernelError> {
-        let dot = self
-            .vec_dot(w_type)
-            .ok_or(KernelError::UnsupportedWeightType(w_type))?;
-        let act_type = activation_type(w_type).ok_or(KernelError::UnsupportedWeightType(w_type))?;
-        let (w_row, a_row) = (bytes_of(w_type, n)?, bytes_of(act_type, n)?);
-        check_tile_buffer("weight tile bytes", w.len(), rows, w_stride, w_row)?;
-        check_tile_buffer("activation tile bytes", a.len(), cols, a_stride, a_row)?;
+        let dot = self.checked_tile_inputs(w_type, n, w, w_stride, rows, a, a_stride, cols)?;
         check_tile_buffer("output tile elements", out.len(), cols, out_stride, rows)?;
         if rows == 0 || cols == 0 {
             return Ok(());
