@@ -152,12 +152,21 @@ pub(super) unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
         let high = ((u2 & LOW4) | ((u2 >> 4) & LOW4) << 32) | top2 << 4;
         let scales = (low6 & 0xffff_ffff) | high << 32;
         let mins = (low6 >> 32) | (high & 0xffff_ffff_0000_0000);
-        // Kept in integer registers: two moves into one vector.
-        _mm_set_epi64x(
-            std::hint::black_box(mins) as i64,
-            std::hint::black_box(scales) as i64,
-        )
+        // Kept in integer registers (`opaque_u64`, not `black_box`, which went through the
+        // stack: two store-forwarding round trips per block): two moves into one vector.
+        _mm_set_epi64x(opaque_u64(mins) as i64, opaque_u64(scales) as i64)
     }
+}
+
+/// `x`, opaque to the optimiser but left in its general register: LLVM cannot move the
+/// integer work that made it onto the vector ports.
+#[inline(always)]
+fn opaque_u64(mut x: u64) -> u64 {
+    // SAFETY: an empty asm statement; it only names the register that holds `x`.
+    unsafe {
+        std::arch::asm!("/* {x} */", x = inout(reg) x, options(pure, nomem, nostack, preserves_flags));
+    }
+    x
 }
 
 /// Broadcasts i16 lane `k` of each 128-bit half (as `vpshufb` control).
@@ -165,18 +174,6 @@ pub(super) unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
 pub(super) unsafe fn lane16(k: i16) -> __m256i {
     // SAFETY: register-only.
     unsafe { _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)) }
-}
-
-/// The scales of a Q4_K/Q5_K block (from [`k4_scales_mins`]) as 8 dwords, each holding its
-/// scale in both i16 halves: the `vpmaddwd` operand of one sub-block is then a 32-bit
-/// broadcast from memory (a load, not a shuffle on the vector ALUs).
-#[inline(always)]
-unsafe fn k4_scale_pairs(sm: __m128i) -> [__m128i; 2] {
-    // SAFETY: register-only.
-    unsafe {
-        let s16 = _mm_cvtepu8_epi16(sm);
-        [_mm_unpacklo_epi16(s16, s16), _mm_unpackhi_epi16(s16, s16)]
-    }
 }
 
 /// `Σ_j m_j (bsums[2j] + bsums[2j+1])` as 8 i32 lanes (to be summed), for the mins of
@@ -190,37 +187,32 @@ unsafe fn k4_mins(sm: __m128i, bsums: *const u8) -> __m256i {
     }
 }
 
-/// The common tail of Q4_K and Q5_K: `Σ_j sc_j Σ q y` for the 8 sub-blocks of 32, given the
-/// sub-block quants of the 4 pairs (low: even sub-block, high: odd) and the scale pairs of
-/// [`k4_scale_pairs`]. Two accumulators, so a VNNI `vpdpwssd` chain is 4 deep, not 8.
+/// Byte `k` of each 128-bit half of `sc`, zero-extended into every i16 lane.
 #[inline(always)]
-unsafe fn k4_dot<M: Mac>(q: [[__m256i; 2]; 4], scales: &[i32; 8], y: *const u8) -> __m256i {
+unsafe fn scale16(sc: __m256i, k: i16) -> __m256i {
+    // SAFETY: register-only; control byte 0x80 zeroes the high byte of each lane.
+    unsafe { _mm256_shuffle_epi8(sc, _mm256_set1_epi16(k | -0x8000)) }
+}
+
+/// The common tail of Q4_K and Q5_K: `Σ_j sc_j Σ q y` for the 8 sub-blocks of 32, given the
+/// sub-block quants of the 4 pairs (low: even sub-block, high: odd) and the scales and mins of
+/// [`k4_scales_mins`]. Each `vpmaddwd` scale operand is one `vpshufb` of the scales in a
+/// register (scales in memory, broadcast per sub-block, cost two store-forwarding round trips
+/// on every block's critical path). Two accumulators, so a VNNI `vpdpwssd` chain is 4 deep.
+#[inline(always)]
+unsafe fn k4_dot<M: Mac>(q: [[__m256i; 2]; 4], sm: __m128i, y: *const u8) -> __m256i {
     // SAFETY: 256 readable activation bytes at `y` (caller).
     unsafe {
+        let sc = _mm256_broadcastsi128_si256(sm);
         let mut sumi = [_mm256_setzero_si256(); 2];
         for (j, pair) in q.iter().enumerate() {
             let p0 = _mm256_maddubs_epi16(pair[0], load256(y.add(64 * j)));
             let p1 = _mm256_maddubs_epi16(pair[1], load256(y.add(64 * j + 32)));
-            sumi[0] = M::madd_acc(sumi[0], p0, _mm256_set1_epi32(scales[2 * j]));
-            sumi[1] = M::madd_acc(sumi[1], p1, _mm256_set1_epi32(scales[2 * j + 1]));
+            sumi[0] = M::madd_acc(sumi[0], p0, scale16(sc, 2 * j as i16));
+            sumi[1] = M::madd_acc(sumi[1], p1, scale16(sc, 2 * j as i16 + 1));
         }
         _mm256_add_epi32(sumi[0], sumi[1])
     }
-}
-
-/// The scale pairs of [`k4_scale_pairs`] in memory, for broadcasts. `black_box` keeps them
-/// there: otherwise LLVM forwards the stores and broadcasts each pair with two shuffles.
-#[inline(always)]
-unsafe fn k4_scales_in_memory(sm: __m128i) -> [i32; 8] {
-    let mut scales = [0i32; 8];
-    // SAFETY: two 16-byte stores into the 32-byte array; storeu has no alignment requirement.
-    unsafe {
-        let [lo, hi] = k4_scale_pairs(sm);
-        _mm_storeu_si128(scales.as_mut_ptr().cast(), lo);
-        _mm_storeu_si128(scales.as_mut_ptr().add(4).cast(), hi);
-    }
-    std::hint::black_box(&mut scales);
-    scales
 }
 
 /// Q4_K · Q8_K: per super-block `d Σ_j sc_j Σ q y - dmin Σ_j m_j Σ y`.
@@ -247,7 +239,6 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let sm = k4_scales_mins(wb.add(4));
             let prod = k4_mins(sm, ab.add(260));
             acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc_m);
-            let scales = k4_scales_in_memory(sm);
             let qs = wb.add(16);
             let mut q = [[_mm256_setzero_si256(); 2]; 4];
             for (j, pair) in q.iter_mut().enumerate() {
@@ -255,7 +246,7 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
                 pair[0] = _mm256_and_si256(bits, m4);
                 pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
             }
-            let sumi = k4_dot::<M>(q, &scales, ab.add(4));
+            let sumi = k4_dot::<M>(q, sm, ab.add(4));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
         hsum_ps(acc) - hsum_ps(acc_m)
@@ -282,7 +273,6 @@ pub(super) unsafe fn q5_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
             let sm = k4_scales_mins(wb.add(4));
             let prod = k4_mins(sm, ab.add(260));
             acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc_m);
-            let scales = k4_scales_in_memory(sm);
             let mut hbits = load256(wb.add(16));
             let qs = wb.add(48);
             let mut q = [[_mm256_setzero_si256(); 2]; 4];
@@ -295,7 +285,7 @@ pub(super) unsafe fn q5_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
                 pair[0] = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
                 pair[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), h1);
             }
-            let sumi = k4_dot::<M>(q, &scales, ab.add(4));
+            let sumi = k4_dot::<M>(q, sm, ab.add(4));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
         hsum_ps(acc) - hsum_ps(acc_m)
