@@ -81,21 +81,6 @@ pub(super) unsafe fn read_f16(p: *const u8) -> f32 {
     unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(read_u16(p) as i16))) }
 }
 
-/// Every f16 bit pattern widened to f32 (256 KiB, built on first use): the Q4_K / Q5_K dots
-/// widen their super-block's d and dmin by two table loads (their scalar f16 load had been
-/// merged into the accumulator register, tying each block to the previous one). The legacy
-/// blocks (Q4_0, Q5_0, Q8_0) do not use it: decoding from DRAM, their table-scaled loops were
-/// slower (tg128 Q4_0 6.23 → 4.58 t/s, Q8_0 4.19 → 3.05) though faster on rows in cache.
-pub(super) fn f16_table() -> &'static [f32; 65536] {
-    static TABLE: std::sync::OnceLock<Box<[f32; 65536]>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let table: Box<[f32]> = (0..=u16::MAX)
-            .map(|bits| half::f16::from_bits(bits).to_f32())
-            .collect();
-        table.try_into().expect("one value per f16 bit pattern")
-    })
-}
-
 /// The product of the f16 values at `p` and `q`, in all 8 lanes.
 ///
 /// # Safety
@@ -187,6 +172,10 @@ pub(super) trait Mac {
     /// version (`dot_zmm.rs`) run that one.
     const ZMM: bool = false;
 
+    /// Whether [`Mac::dot_us`] is one `vpdpbusd` (AVX-VNNI or AVX-512 VNNI), not the AVX2
+    /// `vpmaddubsw` + `vpmaddwd` pair.
+    const VNNI: bool = false;
+
     /// Per i32 lane: sum of the 4 products `u[i] * s[i]` (u unsigned bytes, s signed bytes).
     /// Each pair sum `u0*s0 + u1*s1` must fit an i16 (true for u ≤ 128, |s| ≤ 127).
     ///
@@ -243,6 +232,8 @@ impl Mac for Avx2Mac {
 pub(super) struct AvxVnniMac;
 
 impl Mac for AvxVnniMac {
+    const VNNI: bool = true;
+
     #[inline(always)]
     unsafe fn dot_us(u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: register-only; the caller holds AVX-VNNI.
@@ -265,6 +256,7 @@ pub(super) struct Avx512VnniMac;
 
 impl Mac for Avx512VnniMac {
     const ZMM: bool = true;
+    const VNNI: bool = true;
 
     #[inline(always)]
     unsafe fn dot_us(u: __m256i, s: __m256i) -> __m256i {
@@ -300,27 +292,6 @@ pub(super) unsafe fn dpwssd_ymm(acc: __m256i, a: __m256i, b: __m256i) -> __m256i
             acc = inout(ymm_reg) acc,
             a = in(ymm_reg) a,
             b = in(ymm_reg) b,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    acc
-}
-
-/// `vpdpwssd` on 512-bit vectors, written out (see [`dpwssd_ymm`]).
-///
-/// # Safety
-/// The caller must hold AVX-512 VNNI.
-#[inline]
-#[target_feature(enable = "avx512f,avx512vnni")]
-pub(super) unsafe fn dpwssd_zmm(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
-    let mut acc = acc;
-    // SAFETY: register-only; the instruction's features are enabled on this function.
-    unsafe {
-        std::arch::asm!(
-            "vpdpwssd {acc}, {a}, {b}",
-            acc = inout(zmm_reg) acc,
-            a = in(zmm_reg) a,
-            b = in(zmm_reg) b,
             options(pure, nomem, nostack, preserves_flags),
         );
     }
