@@ -229,19 +229,19 @@ unsafe fn k4_accumulate<M: Mac>(
     // SAFETY: a whole Q4_K/Q5_K block header at `wb` and a Q8_K block at `ab` (caller); the
     // control table is read whole.
     unsafe {
-        // d and dmin (lanes 0 and 1) times the activations' scale.
-        let dd = _mm_mul_ps(
-            _mm_cvtph_ps(_mm_cvtsi32_si128(read_u32(wb) as i32)),
-            _mm_set1_ps(read_f32(ab)),
+        // (d, dmin) in every lane pair, times the activations' scale: one conversion from a
+        // broadcast load, then one in-lane duplicate each.
+        let dd = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_set1_epi32(read_u32(wb) as i32)),
+            _mm256_set1_ps(read_f32(ab)),
         );
         let (scales, mins) = k4_scales_mins_u64(wb.add(4));
         let sc = _mm256_broadcastsi128_si256(_mm_set_epi64x(mins as i64, scales as i64));
         let mins = _mm256_shuffle_epi8(sc, _mm256_loadu_si256(MIN_PAIRS.as_ptr().cast()));
         let prod = _mm256_madd_epi16(mins, load256(ab.add(260)));
-        let dmin = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dd), _mm256_set1_epi32(1));
-        let acc_m = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(prod), acc_m);
+        let acc_m = _mm256_fmadd_ps(_mm256_movehdup_ps(dd), _mm256_cvtepi32_ps(prod), acc_m);
         let sumi = k4_dot::<M>(q, sc, scales, ab.add(4));
-        let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+        let acc = _mm256_fmadd_ps(_mm256_moveldup_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
         (acc, acc_m)
     }
 }
