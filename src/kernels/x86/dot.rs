@@ -133,12 +133,12 @@ pub(super) unsafe fn q5_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
     dots + mins
 }
 
-/// The 8 six-bit scales (bytes 0..8) and 8 mins (bytes 8..16) of a Q4_K/Q5_K block, from
-/// its 12 packed bytes at `p`, as two u64 (scales, mins). Unpacked in 64-bit integer
-/// registers, both halves at once (on the vector ports, as LLVM vectorised the 32-bit form,
-/// it cost ten operations per block).
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block, from its 12 packed bytes at `p`:
+/// scales 0..4 and 4..8 (one per byte of the low 32 bits of two u64), mins 0..8 (one per
+/// byte). Unpacked in 64-bit integer registers, both halves at once (on the vector ports, as
+/// LLVM vectorised the 32-bit form, it cost ten operations per block).
 #[inline(always)]
-unsafe fn k4_scales_mins_u64(p: *const u8) -> (u64, u64) {
+unsafe fn k4_scales_mins_parts(p: *const u8) -> ([u64; 2], u64) {
     const LOW6: u64 = 0x3f3f_3f3f_3f3f_3f3f;
     const LOW4: u64 = 0x0f0f_0f0f;
     const LOW2: u64 = 0x0303_0303_0303_0303;
@@ -150,20 +150,25 @@ unsafe fn k4_scales_mins_u64(p: *const u8) -> (u64, u64) {
     let top2 = (u01 >> 6) & LOW2;
     // [high parts of the scales 4..8, of the mins 4..8].
     let high = ((u2 & LOW4) | ((u2 >> 4) & LOW4) << 32) | top2 << 4;
-    let scales = (low6 & 0xffff_ffff) | high << 32;
     let mins = (low6 >> 32) | (high & 0xffff_ffff_0000_0000);
     // Kept in integer registers (`opaque_u64`, not `black_box`, which went through the
     // stack: two store-forwarding round trips per block).
-    (opaque_u64(scales), opaque_u64(mins))
+    (
+        [
+            opaque_u64(low6 & 0xffff_ffff),
+            opaque_u64(high & 0xffff_ffff),
+        ],
+        opaque_u64(mins),
+    )
 }
 
-/// [`k4_scales_mins_u64`] in one vector: scales in bytes 0..8, mins in bytes 8..16.
+/// [`k4_scales_mins_parts`] in one vector: scales in bytes 0..8, mins in bytes 8..16.
 #[inline(always)]
 pub(super) unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
     // SAFETY: forwarded contract; register-only otherwise.
     unsafe {
-        let (scales, mins) = k4_scales_mins_u64(p);
-        _mm_set_epi64x(mins as i64, scales as i64)
+        let ([lo, hi], mins) = k4_scales_mins_parts(p);
+        _mm_set_epi64x(mins as i64, (lo | hi << 32) as i64)
     }
 }
 
@@ -235,8 +240,15 @@ unsafe fn k4_accumulate<M: Mac>(
             _mm256_cvtph_ps(_mm_set1_epi32(read_u32(wb) as i32)),
             _mm256_set1_ps(read_f32(ab)),
         );
-        let (scales, mins) = k4_scales_mins_u64(wb.add(4));
-        let sc = _mm256_broadcastsi128_si256(_mm_set_epi64x(mins as i64, scales as i64));
+        let (scales, mins) = k4_scales_mins_parts(wb.add(4));
+        // The mins in bytes 8..16 of each half; with VNNI the scales in bytes 0..8 too (the
+        // AVX2 path reads its scale operands from `SCALE_ROWS`, by the scalar halves).
+        let sc = if M::VNNI {
+            let both = _mm_set_epi64x(mins as i64, (scales[0] | scales[1] << 32) as i64);
+            _mm256_broadcastsi128_si256(both)
+        } else {
+            _mm256_set1_epi64x(mins as i64)
+        };
         let mins = _mm256_shuffle_epi8(sc, _mm256_loadu_si256(MIN_PAIRS.as_ptr().cast()));
         let prod = _mm256_madd_epi16(mins, load256(ab.add(260)));
         let acc_m = _mm256_fmadd_ps(_mm256_movehdup_ps(dd), _mm256_cvtepi32_ps(prod), acc_m);
@@ -246,10 +258,11 @@ unsafe fn k4_accumulate<M: Mac>(
     }
 }
 
-/// Scale `k` of `scales` (from [`k4_scales_mins_u64`]) in every i16 lane, from [`SCALE_ROWS`].
+/// Scale `k` of `scales` (from [`k4_scales_mins_parts`]) in every i16 lane, from
+/// [`SCALE_ROWS`].
 #[inline(always)]
-unsafe fn scale_row(scales: u64, k: usize) -> __m256i {
-    let s = usize::from((scales >> (8 * k)) as u8);
+unsafe fn scale_row(scales: [u64; 2], k: usize) -> __m256i {
+    let s = usize::from((scales[k / 4] >> (8 * (k % 4))) as u8);
     // SAFETY: every byte of `scales` is six bits (< 64 rows); the rows are 32-byte aligned.
     unsafe { _mm256_load_si256(SCALE_ROWS.0.as_ptr().add(s).cast()) }
 }
@@ -307,7 +320,12 @@ unsafe fn k4_dot_vnni<M: Mac>(q: [[__m256i; 2]; 4], sc: __m256i, y: *const u8) -
 /// register (scales in memory, broadcast per sub-block, cost two store-forwarding round trips
 /// on every block's critical path). Two accumulators, so a VNNI `vpdpwssd` chain is 4 deep.
 #[inline(always)]
-unsafe fn k4_dot<M: Mac>(q: [[__m256i; 2]; 4], sc: __m256i, scales: u64, y: *const u8) -> __m256i {
+unsafe fn k4_dot<M: Mac>(
+    q: [[__m256i; 2]; 4],
+    sc: __m256i,
+    scales: [u64; 2],
+    y: *const u8,
+) -> __m256i {
     if M::VNNI {
         // SAFETY: forwarded contract.
         return unsafe { k4_dot_vnni::<M>(q, sc, y) };
