@@ -51,8 +51,8 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
     } else {
         plain::table(base)
     };
-    // The prepared decode dots use VNNI and VBMI; without them, the AVX2 tier's.
-    let decode = if has_vnni() && is_x86_feature_detected!("avx512vbmi") {
+    // The prepared decode dots use VNNI; without it, the AVX2 tier's.
+    let decode = if has_vnni() {
         super::decode_dot::avx512::DECODE
     } else {
         super::decode_dot::avx2::DECODE

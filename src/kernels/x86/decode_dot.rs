@@ -5,7 +5,8 @@
 //! - F16 (AVX-512 only): the activations widened once to f32 (the same f16-rounded values),
 //!   the dot widens only the weights, 512-bit. On the AVX2 tier the f32 layout was slower than
 //!   the plain dot (twice the activation bytes: 200 vs 147 ns per 4096 in L1), so it has none.
-//! - Q4_0 and Q8_0: see below.
+//! - Q4_0 and Q8_0: two blocks per register, the activations in the matching order (see
+//!   below).
 //!
 //! # Safety (all bodies)
 //! `w` points to the weight row and `a` to its prepared activations (the sizes the safe
@@ -75,18 +76,18 @@ unsafe fn f16_zmm(n: usize, w: *const u8, a: *const u8) -> f32 {
 
 // ---- Q4_0 · Q8_0 and Q8_0 · Q8_0 ------------------------------------------------------------
 //
-// Per block the plain dots compute `d_w d_a Σ w y` with both f16 scales widened and the
-// weights made unsigned for `vpmaddubsw`/`vpdpbusd` by sign tricks or a second product. Here the
-// activation side brings, per block: its scale as f32, its quants in the order one weight load
-// gives them for two blocks at once, and `-c Σ y` as the integer sum's starting value, so the
-// weights can be taken unsigned as they are (Q4_0 nibbles: `Σ q y - 8 Σ y`; Q8_0 with VNNI:
-// `Σ (w ^ 0x80) y - 128 Σ y`). The integer sums stay exact; the float part is the plain dots'
-// (`d_w · d_a` rounded once, then one FMA per block and lane). No f16 lookup table: its random
-// loads slowed decoding from DRAM (see `common::f16_table`).
+// Per block the plain dots compute `d_w d_a Σ w y`, widening both f16 scales and making one
+// operand unsigned for `vpmaddubsw`/`vpdpbusd` (Q4_0: `q - 8` then the sign trick). Here the
+// activation side brings, per pair of blocks: its quants in the order one weight load gives
+// two blocks, both scales as f32 and, for Q4_0, `-8 Σ y` as the integer sum's starting value,
+// so the nibbles are taken unsigned as they are. The integer sums stay exact; the float part
+// is the plain dots' (`d_w · d_a` rounded once, then one FMA per block and lane). On the
+// AVX-512 tier the same 256-bit bodies with `vpdpbusd` (a 512-bit Q4_0 one, `vpermb` placing
+// two blocks from one masked load, ran at 124 ns per 4096 against 100 for these). No f16
+// lookup table: its random loads slowed decoding from DRAM (see `common::f16_table`).
 
-/// Bytes of one activation block (Q8_0) and of one weight block of Q4_0 and Q8_0.
+/// Bytes of one Q8_0 block (activations, and Q8_0 weights).
 const Q8_0_BYTES: usize = 34;
-const Q4_0_BYTES: usize = 18;
 
 /// The quants, scale and sum of activation block `b` of `acts`.
 fn act_block(acts: &[u8], b: usize) -> (&[u8], f32, i32) {
@@ -106,38 +107,6 @@ fn check_prepare(what: &str, k: usize, acts: &[u8], out: &[u8], bytes: usize) {
         acts.len(),
         out.len()
     );
-}
-
-/// The 512-bit layout: per pair of blocks (the last one possibly alone, its partner zero),
-/// 80 bytes: the 64 quants with the two blocks' dwords interleaved (qword `j` holds elements
-/// `4j..4j + 4` of the first block, then of the second), the two scales as f32, then the two
-/// starting sums `-c Σ y` as i32 (`c` = 8 for Q4_0, 128 for Q8_0).
-const ZMM_PAIR: usize = 80;
-
-fn zmm_bytes(k: usize) -> usize {
-    (k / 32).div_ceil(2) * ZMM_PAIR
-}
-
-fn prepare_zmm(k: usize, acts: &[u8], out: &mut [u8], c: i32) {
-    check_prepare("prepare (512-bit legacy)", k, acts, out, zmm_bytes(k));
-    out.fill(0);
-    for b in 0..k / 32 {
-        let (qs, d, sum) = act_block(acts, b);
-        let (pair, half) = (&mut out[b / 2 * ZMM_PAIR..][..ZMM_PAIR], b % 2);
-        for j in 0..8 {
-            pair[8 * j + 4 * half..][..4].copy_from_slice(&qs[4 * j..4 * j + 4]);
-        }
-        pair[64 + 4 * half..][..4].copy_from_slice(&d.to_le_bytes());
-        pair[72 + 4 * half..][..4].copy_from_slice(&(-c * sum).to_le_bytes());
-    }
-}
-
-fn prepare_q4_0_zmm(k: usize, acts: &[u8], out: &mut [u8]) {
-    prepare_zmm(k, acts, out, 8);
-}
-
-fn prepare_q8_0_zmm(k: usize, acts: &[u8], out: &mut [u8]) {
-    prepare_zmm(k, acts, out, 128);
 }
 
 /// The 256-bit layouts, 80 (Q4_0) and 72 (Q8_0) bytes per pair of blocks: 64 bytes of quants,
@@ -226,136 +195,6 @@ macro_rules! over_pairs {
     }};
 }
 
-/// `vpermb` control: the 16 quant bytes of two Q4_0 blocks (bytes 2..18 and 20..36 of a load
-/// at the first) to the 512-bit layout, each byte once for its low nibble (qwords 0..4) and
-/// once for its high one (qwords 4..8).
-const Q4_0_ZMM_QUANTS: [u8; 64] = {
-    let mut out = [0u8; 64];
-    let mut i = 0;
-    while i < 64 {
-        let (j, second, byte) = (i / 8, (i / 4) % 2, i % 4);
-        out[i] = (2 + 18 * second + 4 * (j % 4) + byte) as u8;
-        i += 1;
-    }
-    out
-};
-
-/// `vpermt2b` control: the 64 quants of two Q8_0 blocks (bytes 2..34 and 36..68 of the pair)
-/// to the 512-bit layout, from a load at the pair (bytes 0..64, indices 0..64) and one 4 bytes
-/// on (bytes 4..68, indices 64..128).
-const Q8_0_ZMM_QUANTS: [u8; 64] = {
-    let mut out = [0u8; 64];
-    let mut i = 0;
-    while i < 64 {
-        let (j, second, byte) = (i / 8, (i / 4) % 2, i % 4);
-        let at = 2 + 34 * second + 4 * j + byte;
-        out[i] = if at < 64 { at } else { 64 + at - 4 } as u8;
-        i += 1;
-    }
-    out
-};
-
-/// `vpermw` control putting the f16 scales of two blocks `stride` bytes apart (words 0 and
-/// `stride / 2` of a load at the first) alternately in the low 16 words.
-const fn scale_words(stride: usize) -> [u16; 32] {
-    let mut out = [0u16; 32];
-    let mut i = 0;
-    while i < 32 {
-        out[i] = if i % 2 == 0 { 0 } else { (stride / 2) as u16 };
-        i += 1;
-    }
-    out
-}
-const Q4_0_SCALES: [u16; 32] = scale_words(Q4_0_BYTES);
-const Q8_0_SCALES: [u16; 32] = scale_words(Q8_0_BYTES);
-
-/// A 64-byte constant as a register.
-#[inline(always)]
-unsafe fn constant512<T>(table: &[T]) -> __m512i {
-    debug_assert_eq!(std::mem::size_of_val(table), 64);
-    // SAFETY: the tables passed are 64 bytes; loadu has no alignment requirement.
-    unsafe { _mm512_loadu_si512(table.as_ptr().cast()) }
-}
-
-/// The f32 pair at `p` in every pair of lanes.
-#[inline(always)]
-unsafe fn pair_f32(p: *const u8) -> __m512 {
-    // SAFETY: 8 readable bytes (caller).
-    unsafe { _mm512_castpd_ps(_mm512_set1_pd(f64::from_bits(read_u64(p)))) }
-}
-
-/// One pair of blocks in the 512-bit layout: `acc + d_w d_a (init + Σ q y)` per lane, with
-/// `q` the 64 unsigned quants in the layout's order and `raw` a load at the weight pair (for
-/// its scales, through `scales`).
-#[inline(always)]
-unsafe fn zmm_pair(
-    acc: __m512,
-    q: __m512i,
-    raw: __m512i,
-    scales: __m512i,
-    ab: *const u8,
-) -> __m512 {
-    // SAFETY: one pair of the prepared layout at `ab` (caller); the rest is register-only.
-    unsafe {
-        let init = _mm512_zextsi128_si512(_mm_cvtsi64_si128(read_u64(ab.add(72)) as i64));
-        let sumi = _mm512_dpbusd_epi32(init, q, _mm512_loadu_si512(ab.cast()));
-        let dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(
-            scales, raw,
-        )));
-        let d = _mm512_mul_ps(dw, pair_f32(ab.add(64)));
-        _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc)
-    }
-}
-
-/// Q4_0 weights · the 512-bit layout: one load (masked to the pair's 36 bytes) per pair,
-/// `vpermb` to the layout, a shift per qword for the high nibbles, one `vpdpbusd`.
-#[inline(always)]
-unsafe fn q4_0_zmm(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: `nb` blocks at `w`, `zmm_bytes(32 nb)` at `a` (caller); the masked loads read
-    // only the bytes of the blocks present.
-    unsafe {
-        let (quants, scales) = (constant512(&Q4_0_ZMM_QUANTS), constant512(&Q4_0_SCALES));
-        let shifts = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
-        let m4 = _mm512_set1_epi8(0x0f);
-        let (acc0, acc1) = over_pairs!(nb, _mm512_setzero_ps(), |p, both, acc| {
-            let bytes = if both { 36 } else { 18 };
-            let raw = _mm512_maskz_loadu_epi8((1u64 << bytes) - 1, w.add(36 * p).cast());
-            let nibbles = _mm512_srlv_epi64(_mm512_permutexvar_epi8(quants, raw), shifts);
-            let q = _mm512_and_si512(nibbles, m4);
-            zmm_pair(acc, q, raw, scales, a.add(ZMM_PAIR * p))
-        });
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
-    }
-}
-
-/// Q8_0 weights · the 512-bit layout: two loads per pair (4 bytes apart, so that both stay in
-/// the pair's 68 bytes), `vpermt2b` to the layout, `^ 0x80` to unsigned, one `vpdpbusd`.
-#[inline(always)]
-unsafe fn q8_0_zmm(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: as `q4_0_zmm`; a whole pair is 68 bytes, so both unmasked loads are in bounds.
-    unsafe {
-        let (quants, scales) = (constant512(&Q8_0_ZMM_QUANTS), constant512(&Q8_0_SCALES));
-        let flip = _mm512_set1_epi8(-128);
-        let (acc0, acc1) = over_pairs!(nb, _mm512_setzero_ps(), |p, both, acc| {
-            let wb = w.add(68 * p);
-            let (lo, hi) = if both {
-                (
-                    _mm512_loadu_si512(wb.cast()),
-                    _mm512_loadu_si512(wb.add(4).cast()),
-                )
-            } else {
-                (
-                    _mm512_maskz_loadu_epi8((1u64 << 34) - 1, wb.cast()),
-                    _mm512_maskz_loadu_epi8((1u64 << 30) - 1, wb.add(4).cast()),
-                )
-            };
-            let q = _mm512_xor_si512(_mm512_permutex2var_epi8(lo, quants, hi), flip);
-            zmm_pair(acc, q, lo, scales, a.add(ZMM_PAIR * p))
-        });
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
-    }
-}
-
 /// The f16 scales `lo` and `hi` (in a u32) widened, alternating over 8 lanes.
 #[inline(always)]
 unsafe fn scale_pair_alternating(lo: u16, hi: u16) -> __m256 {
@@ -378,8 +217,10 @@ unsafe fn pair_f32_ymm(p: *const u8) -> __m256 {
 /// nibbles as they are, the two products added as i16 (at most 4 · 15 · 127), one
 /// `vpmaddwd`; lanes 0..4 hold the first block, 4..8 the second, so the scales `d_w d_a` are
 /// formed as a pair and spread by one `vpermps`.
+/// With `VNNI` (the caller holds AVX-512 VNNI + VL), `vpdpbusd` replaces the
+/// `vpmaddubsw`/`vpaddw`/`vpmaddwd` steps, the starting sums its accumulator.
 #[inline(always)]
-unsafe fn q4_0_ymm(nb: usize, w: *const u8, a: *const u8) -> f32 {
+unsafe fn q4_0_ymm<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: `nb` blocks at `w`, `ymm_bytes_q4_0(32 nb)` at `a` (caller).
     unsafe {
         let (m4, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
@@ -394,16 +235,21 @@ unsafe fn q4_0_ymm(nb: usize, w: *const u8, a: *const u8) -> f32 {
             };
             let lo = _mm256_and_si256(bits, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            let prod = _mm256_add_epi16(
-                _mm256_maddubs_epi16(lo, load256(ab)),
-                _mm256_maddubs_epi16(hi, load256(ab.add(32))),
-            );
             // The starting sums: lane 0 and lane 5 of the pair broadcast, the rest zero.
             let init = _mm256_blend_epi32::<0b0010_0001>(
                 _mm256_setzero_si256(),
                 _mm256_set1_epi64x(read_u64(ab.add(72)) as i64),
             );
-            let sumi = _mm256_add_epi32(_mm256_madd_epi16(prod, ones), init);
+            let sumi = if VNNI {
+                let first = _mm256_dpbusd_epi32(init, lo, load256(ab));
+                _mm256_dpbusd_epi32(first, hi, load256(ab.add(32)))
+            } else {
+                let prod = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo, load256(ab)),
+                    _mm256_maddubs_epi16(hi, load256(ab.add(32))),
+                );
+                _mm256_add_epi32(_mm256_madd_epi16(prod, ones), init)
+            };
             let both_dw = (u32::from(read_u16(wb)) | u32::from(dw_hi) << 16) as i32;
             let dw = _mm_cvtph_ps(_mm_cvtsi32_si128(both_dw));
             let da = _mm_castsi128_ps(_mm_cvtsi64_si128(read_u64(ab.add(64)) as i64));
@@ -428,8 +274,9 @@ unsafe fn sign_dot(x: __m256i, y: __m256i, ones: __m256i) -> __m256i {
 /// the plain dot reads the stream), interleaved by dwords (`vpunpckldq`/`vpunpckhdq`), so that
 /// i32 lanes alternate between the two blocks and the scales are two broadcast pairs; the sign
 /// trick (`|w|` · `y` signed by `w`) as the plain dot.
+/// With `VNNI` (the caller holds AVX-512 VNNI + VL), `vpdpbusd` on the same operands.
 #[inline(always)]
-unsafe fn q8_0_ymm(nb: usize, w: *const u8, a: *const u8) -> f32 {
+unsafe fn q8_0_ymm<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: `nb` blocks at `w`, `ymm_bytes_q8_0(32 nb)` at `a` (caller).
     unsafe {
         let ones = _mm256_set1_epi16(1);
@@ -442,10 +289,20 @@ unsafe fn q8_0_ymm(nb: usize, w: *const u8, a: *const u8) -> f32 {
                 (_mm256_setzero_si256(), 0)
             };
             let (lo, hi) = (_mm256_unpacklo_epi32(x0, x1), _mm256_unpackhi_epi32(x0, x1));
-            let sumi = _mm256_add_epi32(
-                sign_dot(lo, load256(ab), ones),
-                sign_dot(hi, load256(ab.add(32)), ones),
-            );
+            let sumi = if VNNI {
+                let (ylo, yhi) = (load256(ab), load256(ab.add(32)));
+                let lo_sum = _mm256_dpbusd_epi32(
+                    _mm256_setzero_si256(),
+                    _mm256_abs_epi8(lo),
+                    _mm256_sign_epi8(ylo, lo),
+                );
+                _mm256_dpbusd_epi32(lo_sum, _mm256_abs_epi8(hi), _mm256_sign_epi8(yhi, hi))
+            } else {
+                _mm256_add_epi32(
+                    sign_dot(lo, load256(ab), ones),
+                    sign_dot(hi, load256(ab.add(32)), ones),
+                )
+            };
             let dw = scale_pair_alternating(read_u16(wb), dw_hi);
             let d = _mm256_mul_ps(dw, pair_f32_ymm(ab.add(64)));
             _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc)
@@ -459,12 +316,12 @@ unsafe fn q8_0_ymm(nb: usize, w: *const u8, a: *const u8) -> f32 {
 ///
 /// [`DecodeDot`]: crate::kernels::DecodeDot
 macro_rules! prepared {
-    ($name:ident, $features:literal, $body:ident, $prepare:path, $bytes:path, $elems:expr, $w_bytes:expr) => {
+    ($name:ident, $features:literal, $body:path, $prepare:path, $bytes:path, $elems:expr, $w_bytes:expr) => {
         pub(crate) const $name: crate::kernels::DecodeDot = {
             #[target_feature(enable = $features)]
             unsafe fn body(nb: usize, w: *const u8, a: *const u8) -> f32 {
                 // SAFETY: forwarded contract; the features are enabled on this function.
-                unsafe { super::$body(nb, w, a) }
+                unsafe { $body(nb, w, a) }
             }
 
             /// Safe entry: checks the lengths.
@@ -501,7 +358,7 @@ pub(crate) mod avx2 {
     prepared!(
         Q4_0,
         "avx2,fma,f16c",
-        q4_0_ymm,
+        super::q4_0_ymm::<false>,
         super::prepare_q4_0_ymm,
         super::ymm_bytes_q4_0,
         32,
@@ -510,7 +367,7 @@ pub(crate) mod avx2 {
     prepared!(
         Q8_0,
         "avx2,fma,f16c",
-        q8_0_ymm,
+        super::q8_0_ymm::<false>,
         super::prepare_q8_0_ymm,
         super::ymm_bytes_q8_0,
         32,
@@ -524,32 +381,32 @@ pub(crate) mod avx2 {
     };
 }
 
-/// The AVX-512 tier's prepared dots (F + BW + VL + VNNI + VBMI, with AVX2 + FMA + F16C).
+/// The AVX-512 tier's prepared dots (F + BW + VL + VNNI, with AVX2 + FMA + F16C).
 pub(crate) mod avx512 {
     use crate::kernels::DecodeKernels;
 
     prepared!(
         Q4_0,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c",
-        q4_0_zmm,
-        super::prepare_q4_0_zmm,
-        super::zmm_bytes,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        super::q4_0_ymm::<true>,
+        super::prepare_q4_0_ymm,
+        super::ymm_bytes_q4_0,
         32,
         18
     );
     prepared!(
         Q8_0,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c",
-        q8_0_zmm,
-        super::prepare_q8_0_zmm,
-        super::zmm_bytes,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        super::q8_0_ymm::<true>,
+        super::prepare_q8_0_ymm,
+        super::ymm_bytes_q8_0,
         32,
         34
     );
     prepared!(
         F16,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c",
-        f16_zmm,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        super::f16_zmm,
         prepare_f16,
         super::f16_prepared_bytes,
         1,
