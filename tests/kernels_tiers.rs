@@ -186,10 +186,9 @@ fn prepared_dots_are_bit_identical_to_scalar_on_exact_inputs() {
 }
 
 /// The prepared decode dots on realistic inputs: within the rounding bound of the scalar plain
-/// dot. Each prepared dot sums its per-block (quantized) or per-element (float) terms in at
-/// least 4 independent f32 lanes, each term with at most two roundings (the scales' product,
-/// then the FMA), so `tolerance(.., FLOAT_LANES)` holds; not bit for bit, since the lanes
-/// differ from the scalar order (the F16 one: 64 lanes where the plain dot keeps 32).
+/// dot. Each prepared dot sums its per-block terms in independent f32 lanes, each term with at
+/// most two roundings (the scales' product, then the FMA) as the plain dots, so the bound of
+/// `tolerance` holds; not bit for bit, since the lanes differ from the scalar order.
 #[test]
 fn prepared_dots_are_within_the_rounding_bound_of_scalar() {
     let mut rng = rng(42);

@@ -277,11 +277,13 @@ pub struct DecodeDot {
 }
 
 /// Optional [`DecodeDot`]s per weight type; `None` means n = 1 uses the plain [`VecDotFn`].
+/// Only the types some tier fills have a field (a prepared layout that reads more activation
+/// bytes per row slows decoding from DRAM, so one is added where it measures faster there too;
+/// F16's f32 layout did not, see `x86/decode_dot.rs`).
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeKernels {
     pub q4_0: Option<DecodeDot>,
     pub q8_0: Option<DecodeDot>,
-    pub f16: Option<DecodeDot>,
 }
 
 impl DecodeKernels {
@@ -289,7 +291,6 @@ impl DecodeKernels {
     pub const NONE: DecodeKernels = DecodeKernels {
         q4_0: None,
         q8_0: None,
-        f16: None,
     };
 
     /// The prepared dot for `w_type`, if the tier has one.
@@ -297,7 +298,6 @@ impl DecodeKernels {
         match w_type {
             GgmlType::Q4_0 => self.q4_0,
             GgmlType::Q8_0 => self.q8_0,
-            GgmlType::F16 => self.f16,
             _ => None,
         }
     }

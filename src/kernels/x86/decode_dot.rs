@@ -2,11 +2,11 @@
 //! prepared once per matmul and dotted with every weight row, so the conversions and sums that
 //! depend only on the activations move out of the per-row loop.
 //!
-//! - F16 (AVX-512 only): the activations widened once to f32 (the same f16-rounded values),
-//!   the dot widens only the weights, 512-bit. On the AVX2 tier the f32 layout was slower than
-//!   the plain dot (twice the activation bytes: 200 vs 147 ns per 4096 in L1), so it has none.
-//! - Q4_0 and Q8_0: two blocks per register, the activations in the matching order (see
-//!   below).
+//! Q4_0 and Q8_0: two blocks per register, the activations in the matching order (see below).
+//! F16 has none: with the activations widened once to f32 the dot converts only the weights,
+//! but reads twice the activation bytes; in L1 that was no faster (AVX-512 141 vs 146 ns per
+//! 4096, AVX2 200 vs 147), and the n = 1 matmul 4096×4096 from L3/DRAM fell from 1.0× to 0.64×
+//! ggml (one thread, AVX-512).
 //!
 //! # Safety (all bodies)
 //! `w` points to the weight row and `a` to its prepared activations (the sizes the safe
@@ -17,62 +17,6 @@
 use std::arch::x86_64::*;
 
 use super::common::*;
-
-/// Bytes of `k` prepared F16 activations: `k` f32.
-fn f16_prepared_bytes(k: usize) -> usize {
-    4 * k
-}
-
-/// `k` f16 at `acts` widened to f32 at `out` (exact).
-#[inline(always)]
-unsafe fn widen_f16(k: usize, acts: *const u8, out: *mut u8) {
-    // SAFETY: 2k readable bytes at `acts`, 4k writable at `out` (caller); F16C enabled.
-    unsafe {
-        let mut at = 0;
-        while at + 8 <= k {
-            let v = _mm256_cvtph_ps(load128(acts.add(2 * at)));
-            _mm256_storeu_ps(out.add(4 * at).cast(), v);
-            at += 8;
-        }
-        while at < k {
-            let v = read_f16(acts.add(2 * at));
-            out.add(4 * at).cast::<f32>().write_unaligned(v);
-            at += 1;
-        }
-    }
-}
-
-/// F16 weights · f32 activations, 512-bit: four accumulators of 16 lanes (Zen 4 retires one
-/// 512-bit FMA per cycle, latency 4).
-#[inline(always)]
-unsafe fn f16_zmm(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: 2n readable bytes at `w`, 4n at `a` (caller).
-    unsafe {
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut at = 0;
-        while at + 64 <= n {
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_cvtph_ps(load256(w.add(2 * (at + 16 * j))));
-                let y = _mm512_loadu_ps(a.add(4 * (at + 16 * j)).cast());
-                *acc = _mm512_fmadd_ps(x, y, *acc);
-            }
-            at += 64;
-        }
-        while at + 16 <= n {
-            let x = _mm512_cvtph_ps(load256(w.add(2 * at)));
-            let y = _mm512_loadu_ps(a.add(4 * at).cast());
-            acc[0] = _mm512_fmadd_ps(x, y, acc[0]);
-            at += 16;
-        }
-        let total = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        let mut sum = _mm512_reduce_add_ps(total);
-        while at < n {
-            sum += read_f16(w.add(2 * at)) * a.add(4 * at).cast::<f32>().read_unaligned();
-            at += 1;
-        }
-        sum
-    }
-}
 
 // ---- Q4_0 · Q8_0 and Q8_0 · Q8_0 ------------------------------------------------------------
 //
@@ -350,8 +294,7 @@ macro_rules! prepared {
     };
 }
 
-/// The AVX2 tier's prepared dots (AVX2 + FMA + F16C). No F16 one: there the f32 activations
-/// (twice the bytes) made the row slower than the plain dot (200 vs 147 ns per 4096 in L1).
+/// The AVX2 tier's prepared dots (AVX2 + FMA + F16C).
 pub(crate) mod avx2 {
     use crate::kernels::DecodeKernels;
 
@@ -377,7 +320,6 @@ pub(crate) mod avx2 {
     pub(crate) const DECODE: DecodeKernels = DecodeKernels {
         q4_0: Some(Q4_0),
         q8_0: Some(Q8_0),
-        ..DecodeKernels::NONE
     };
 }
 
@@ -403,40 +345,8 @@ pub(crate) mod avx512 {
         32,
         34
     );
-    prepared!(
-        F16,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-        super::f16_zmm,
-        prepare_f16,
-        super::f16_prepared_bytes,
-        1,
-        2
-    );
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn widen_f16_tf(k: usize, acts: *const u8, out: *mut u8) {
-        // SAFETY: forwarded contract; F16C is enabled on this function.
-        unsafe { super::widen_f16(k, acts, out) }
-    }
-
-    /// Safe entry: F16 activations to the prepared f32 layout.
-    fn prepare_f16(k: usize, acts: &[u8], out: &mut [u8]) {
-        assert!(
-            acts.len() == 2 * k && out.len() == super::f16_prepared_bytes(k),
-            "prepare_f16: {k} elements need {} + {} bytes (got {} + {})",
-            2 * k,
-            super::f16_prepared_bytes(k),
-            acts.len(),
-            out.len()
-        );
-        // SAFETY: only reachable through a kernel table built after detecting this tier's
-        // features (a superset of F16C); the lengths were checked above.
-        unsafe { widen_f16_tf(k, acts.as_ptr(), out.as_mut_ptr()) }
-    }
-
     pub(crate) const DECODE: DecodeKernels = DecodeKernels {
         q4_0: Some(Q4_0),
         q8_0: Some(Q8_0),
-        f16: Some(F16),
     };
 }
