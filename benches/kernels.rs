@@ -521,7 +521,9 @@ fn dot_cases() -> Vec<DotCase> {
     out
 }
 
-/// One 4096-element dot product (weights and activations in L1/L2). A fixed sample size: left
+/// One 4096-element dot product (weights and activations in L1/L2): a tier's prepared decode
+/// dot where it has one (`Kernels::decode_dot`), its activation row prepared outside the
+/// timing as ggml's activation quantization is outside its `vec_dot`. A fixed sample size: left
 /// to divan, a slow first call (ggml initialising) made it time single calls, below the
 /// timer's precision.
 #[divan::bench(args = dot_cases(), sample_size = 512)]
@@ -538,9 +540,17 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     let bencher = bencher.counter(BytesCount::new(w.len()));
     match case.tier {
         Some(tier) => {
-            let dot = Kernels::for_tier(tier)
-                .and_then(|k| k.vec_dot(case.ty))
-                .expect("kernel");
+            let kernels = Kernels::for_tier(tier).expect("supported tier");
+            // A tier's prepared decode dot where it has one, its activation row prepared
+            // outside the timing (as ggml's activation quantization is outside its vec_dot).
+            let (dot, a) = match kernels.decode_dot(case.ty) {
+                Some(prepared) => {
+                    let mut out = vec![0u8; (prepared.prepared_bytes)(K)];
+                    (prepared.prepare)(K, &a, &mut out);
+                    (prepared.dot, out)
+                }
+                None => (kernels.vec_dot(case.ty).expect("kernel"), a),
+            };
             bencher.bench_local(|| dot(K, divan::black_box(&w), divan::black_box(&a)));
         }
         None => {

@@ -175,6 +175,50 @@ fn dots_are_within_the_rounding_bound_of_ggml() {
     println!("largest |ours - ggml| / tolerance: {worst:.3}");
 }
 
+/// The prepared decode dots ([`llava::kernels::DecodeDot`]) against ggml's vec_dot: bit for
+/// bit on exact inputs, within the bound on realistic ones (ggml keeps 32 float lanes; ours at
+/// least 4; quantized dots one term per block).
+#[test]
+fn prepared_dots_match_ggml() {
+    let mut rng = rng(16);
+    let mut checked = 0;
+    for w_type in WEIGHT_TYPES.into_iter().filter(|t| in_ggml(*t)) {
+        for n in prepared_lengths(w_type) {
+            for exact in [true, false] {
+                let (w, a) = if exact {
+                    exact_pair(w_type, n, &mut rng)
+                } else {
+                    realistic_pair(w_type, n, &mut rng)
+                };
+                let theirs = ggml_dot(w_type, n, &w, &a);
+                let tol = tolerance(w_type, n, magnitude(w_type, n, &w, &a), 4);
+                for kernels in tiers() {
+                    let Some(ours) = prepared_dot(kernels, w_type, n, &w, &a) else {
+                        continue;
+                    };
+                    checked += 1;
+                    if exact {
+                        assert_eq!(
+                            ours.to_bits(),
+                            theirs.to_bits(),
+                            "{} {w_type} n={n} (prepared, exact): {ours} vs {theirs}",
+                            kernels.tier
+                        );
+                    } else {
+                        let diff = f64::from(ours - theirs).abs();
+                        assert!(
+                            diff <= tol,
+                            "{} {w_type} n={n} (prepared): ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}",
+                            kernels.tier
+                        );
+                    }
+                }
+            }
+        }
+    }
+    println!("prepared dots checked against ggml: {checked}");
+}
+
 #[test]
 fn bf16_dot_is_the_f64_sum_of_exact_products() {
     let mut rng = rng(14);

@@ -154,6 +154,102 @@ fn dots_are_within_the_rounding_bound_of_scalar() {
     }
 }
 
+/// The prepared decode dots ([`llava::kernels::DecodeDot`]) on exact inputs: bit-identical to
+/// the scalar plain dot (every order of summation is exact there, and the integer parts,
+/// activation sums folded in included, are exact), including weight bytes of -128 (random
+/// block bytes) and odd block counts.
+#[test]
+fn prepared_dots_are_bit_identical_to_scalar_on_exact_inputs() {
+    let mut rng = rng(41);
+    let mut checked = 0;
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            for n in prepared_lengths(w_type) {
+                for _ in 0..4 {
+                    let (w, a) = exact_pair(w_type, n, &mut rng);
+                    let Some(ours) = prepared_dot(kernels, w_type, n, &w, &a) else {
+                        continue;
+                    };
+                    let reference = scalar().dot(w_type, n, &w, &a).unwrap();
+                    assert_eq!(
+                        ours.to_bits(),
+                        reference.to_bits(),
+                        "{} {w_type} n={n} (prepared): {ours} vs scalar {reference}",
+                        kernels.tier
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    println!("prepared dots checked: {checked}");
+}
+
+/// The prepared decode dots on realistic inputs: within the rounding bound of the scalar plain
+/// dot. Each prepared dot sums its per-block terms in independent f32 lanes, each term with at
+/// most two roundings (the scales' product, then the FMA) as the plain dots, so the bound of
+/// `tolerance` holds; not bit for bit, since the lanes differ from the scalar order.
+#[test]
+fn prepared_dots_are_within_the_rounding_bound_of_scalar() {
+    let mut rng = rng(42);
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            for n in prepared_lengths(w_type) {
+                for _ in 0..8 {
+                    let (w, a) = realistic_pair(w_type, n, &mut rng);
+                    let Some(ours) = prepared_dot(kernels, w_type, n, &w, &a) else {
+                        continue;
+                    };
+                    let reference = scalar().dot(w_type, n, &w, &a).unwrap();
+                    let tol = tolerance(w_type, n, magnitude(w_type, n, &w, &a), FLOAT_LANES);
+                    let diff = f64::from(ours - reference).abs();
+                    assert!(
+                        diff <= tol,
+                        "{} {w_type} n={n} (prepared): {ours} vs scalar {reference}, |diff| {diff:e} > {tol:e}",
+                        kernels.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Matmuls at n = 1, 2, 3 and 17 (n = 1 takes the prepared decode dots, n > 1 the tiles) at an
+/// odd block count, against the naive f64 reference, on every tier, in two threads.
+#[test]
+fn matmuls_at_small_n_and_odd_blocks_match_the_naive_reference() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rng(43);
+    let (rows, k) = (19, 32 * 41);
+    for w_type in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16] {
+        let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+            .iter()
+            .map(|v| v * 0.02)
+            .collect();
+        let w = quantize(w_type, &wf);
+        let matrix = QuantMatrix::new(w_type, rows, k, &w).unwrap();
+        for n in [1, 2, 3, 17] {
+            let x = realistic_f32(n * k, &mut rng);
+            let (reference, tol) = naive_matmul(w_type, &w, rows, k, &x, n);
+            for kernels in tiers() {
+                let mut y = vec![f32::NAN; n * rows];
+                pool.install(|| matmul(kernels, &matrix, &x, n, &mut y))
+                    .unwrap();
+                for (i, ((got, want), tol)) in y.iter().zip(&reference).zip(&tol).enumerate() {
+                    assert!(
+                        (f64::from(*got) - want).abs() <= *tol,
+                        "{} {w_type} n={n} element {i}: {got} vs {want}",
+                        kernels.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Rows of `pad`-byte padded records, to check that tiles honour strides.
 fn padded(rows: &[Vec<u8>], pad: usize) -> (Vec<u8>, usize) {
     let stride = rows[0].len() + pad;
@@ -448,9 +544,9 @@ fn matmul_at_7b_width_in_two_threads() {
     }
 }
 
-/// An n = 1 matmul gives, for every row, the tier's dot of that row with the converted input,
-/// bit for bit (a guard for decode paths that share work among rows), at odd row counts and
-/// block counts, on every tier, in two threads.
+/// An n = 1 matmul gives, for every row, the tier's dot of that row with the converted input
+/// (its prepared decode dot where it has one), bit for bit (a guard for decode paths that share
+/// work among rows), at odd row counts and block counts, on every tier, in two threads.
 #[test]
 fn decode_matmul_equals_the_tiers_dot_per_row() {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -477,7 +573,8 @@ fn decode_matmul_equals_the_tiers_dot_per_row() {
                 kernels.quantize_activations(act, &x, &mut a).unwrap();
                 for (r, got) in y.iter().enumerate() {
                     let row = &w[r * matrix.row_bytes()..(r + 1) * matrix.row_bytes()];
-                    let want = kernels.dot(w_type, k, row, &a).unwrap();
+                    let want = prepared_dot(kernels, w_type, k, row, &a)
+                        .unwrap_or_else(|| kernels.dot(w_type, k, row, &a).unwrap());
                     assert_eq!(
                         got.to_bits(),
                         want.to_bits(),

@@ -2,6 +2,10 @@
 //! Bound by memory bandwidth, so the weight rows are split in chunks of about
 //! [`DECODE_CHUNK_BYTES`] processed in parallel with rayon. [`matmul_vec_many`] does several
 //! matrices sharing one input row in one parallel pass (the decode loop's Q/K/V and gate/up).
+//! Where the tier has a [`DecodeDot`](super::DecodeDot) for the weight type, the converted
+//! activation row is prepared once into its layout and every row is dotted with that.
+
+use std::borrow::Cow;
 
 use rayon::prelude::*;
 
@@ -13,10 +17,36 @@ use crate::GgmlType;
 /// balance), large enough to amortise scheduling.
 pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
 
+/// The dot an n = 1 matmul of `w_type` runs and the activation bytes it takes: the tier's
+/// [`DecodeDot`](super::DecodeDot) on `acts` prepared, or its plain dot on `acts` as they are.
+fn decode_input<'a>(
+    kernels: &Kernels,
+    w_type: GgmlType,
+    k: usize,
+    acts: &'a [u8],
+) -> Result<(VecDotFn, Cow<'a, [u8]>), KernelError> {
+    if let Some(prepared) = kernels.decode_dot(w_type) {
+        let mut out = vec![0u8; (prepared.prepared_bytes)(k)];
+        (prepared.prepare)(k, acts, &mut out);
+        return Ok((prepared.dot, Cow::Owned(out)));
+    }
+    let dot = kernels
+        .vec_dot(w_type)
+        .ok_or(KernelError::UnsupportedWeightType(w_type))?;
+    Ok((dot, Cow::Borrowed(acts)))
+}
+
 /// `y[r] = dot(W[r], acts)` for every row; `acts` is one activation row already converted to
 /// the weight type's activation type, `y` holds `w.rows()` values. The caller checked the shapes.
-pub(super) fn matmul_decode(dot: VecDotFn, w: &QuantMatrix<'_>, acts: &[u8], y: &mut [f32]) {
+pub(super) fn matmul_decode(
+    kernels: &Kernels,
+    w: &QuantMatrix<'_>,
+    acts: &[u8],
+    y: &mut [f32],
+) -> Result<(), KernelError> {
     let (k, row_bytes, data) = (w.k(), w.row_bytes(), w.data());
+    let (dot, acts) = decode_input(kernels, w.ty(), k, acts)?;
+    let acts = &acts[..];
     let chunk_rows = (DECODE_CHUNK_BYTES / row_bytes).clamp(1, 256);
     y.par_chunks_mut(chunk_rows)
         .enumerate()
@@ -27,6 +57,7 @@ pub(super) fn matmul_decode(dot: VecDotFn, w: &QuantMatrix<'_>, acts: &[u8], y: 
                 *v = dot(k, row, acts);
             }
         });
+    Ok(())
 }
 
 /// `ys[i] = W_i · x` for several matrices sharing one input row `x` (a layer's Q, K and V
@@ -54,16 +85,13 @@ pub fn matmul_vec_many(
     shape("output vectors (one per matrix)", ws.len(), ys.len())?;
     // Converted activations, one buffer per activation type met.
     let mut acts: Vec<(GgmlType, Vec<u8>)> = Vec::new();
-    let mut dots: Vec<VecDotFn> = Vec::with_capacity(ws.len());
     for (w, y) in ws.iter().zip(ys.iter()) {
         shape("input elements (the matrix's k)", w.k(), x.len())?;
         shape("output elements (the matrix's rows)", w.rows(), y.len())?;
         let ty = w.ty();
-        dots.push(
-            kernels
-                .vec_dot(ty)
-                .ok_or(KernelError::UnsupportedWeightType(ty))?,
-        );
+        kernels
+            .vec_dot(ty)
+            .ok_or(KernelError::UnsupportedWeightType(ty))?;
         let act_type = activation_type(ty).ok_or(KernelError::UnsupportedWeightType(ty))?;
         if x.is_empty() || acts.iter().any(|(t, _)| *t == act_type) {
             continue;
@@ -76,6 +104,31 @@ pub fn matmul_vec_many(
         ys.iter_mut().for_each(|y| y.fill(0.0));
         return Ok(());
     }
+    // Each weight type's dot and input (prepared once per weight type met).
+    let mut inputs: Vec<(GgmlType, VecDotFn, Cow<'_, [u8]>)> = Vec::new();
+    for w in ws {
+        let ty = w.ty();
+        if inputs.iter().any(|(t, _, _)| *t == ty) {
+            continue;
+        }
+        let act_type = activation_type(ty).ok_or(KernelError::UnsupportedWeightType(ty))?;
+        let converted = acts
+            .iter()
+            .find(|(t, _)| *t == act_type)
+            .map_or(&[][..], |(_, b)| &b[..]);
+        let (dot, input) = decode_input(kernels, ty, x.len(), converted)?;
+        inputs.push((ty, dot, input));
+    }
+    let per_matrix: Vec<(VecDotFn, &[u8])> = ws
+        .iter()
+        .map(|w| {
+            let (_, dot, input) = inputs
+                .iter()
+                .find(|(t, _, _)| *t == w.ty())
+                .expect("an input per weight type");
+            (*dot, &input[..])
+        })
+        .collect();
     // Tasks of about DECODE_CHUNK_BYTES of weights: (matrix, first row, its outputs).
     let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
     for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
@@ -84,17 +137,8 @@ pub fn matmul_vec_many(
             tasks.push((i, c * chunk_rows, out));
         }
     }
-    let inputs: Vec<&[u8]> = ws
-        .iter()
-        .map(|w| {
-            let act_type = activation_type(w.ty()).unwrap_or(w.ty());
-            acts.iter()
-                .find(|(t, _)| *t == act_type)
-                .map_or(&[][..], |(_, b)| &b[..])
-        })
-        .collect();
     tasks.into_par_iter().for_each(|(i, first, out)| {
-        let (w, dot, a) = (&ws[i], dots[i], inputs[i]);
+        let (w, (dot, a)) = (&ws[i], per_matrix[i]);
         let (k, row_bytes, data) = (w.k(), w.row_bytes(), w.data());
         for (r, v) in out.iter_mut().enumerate() {
             let at = (first + r) * row_bytes;

@@ -141,7 +141,7 @@ pub fn matmul(
     check_matrix("activation elements (n × k)", x.len(), n, k)?;
     check_matrix("output elements (n × rows)", y.len(), n, rows)?;
     let act_type = activation_type(w.ty).ok_or(KernelError::UnsupportedWeightType(w.ty))?;
-    let dot = kernels
+    kernels
         .vec_dot(w.ty)
         .ok_or(KernelError::UnsupportedWeightType(w.ty))?;
     let act_row_bytes = bytes_of(act_type, k)?;
@@ -163,8 +163,7 @@ pub fn matmul(
     };
 
     if n == 1 {
-        super::decode::matmul_decode(dot, w, acts, y);
-        return Ok(());
+        return super::decode::matmul_decode(kernels, w, acts, y);
     }
     super::gemm::matmul_tiled(kernels, w, acts, act_row_bytes, n, y)
 }

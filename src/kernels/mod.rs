@@ -260,6 +260,49 @@ pub struct GemmKernels {
     pub f32: Option<GemmTileFn>,
 }
 
+/// An n = 1 dot on a tier-specific layout of the activation row, prepared once per row (a
+/// decode matmul dots one activation row with thousands of weight rows, so whatever can be
+/// precomputed on the activation side is free there). `prepare` starts from the paired
+/// activation type's bytes, so the activation quantizers stay shared.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeDot {
+    /// Bytes of the prepared layout of `k` activations.
+    pub prepared_bytes: fn(k: usize) -> usize,
+    /// `acts` (`k` activations of the paired activation type) into `out` (exactly
+    /// `prepared_bytes(k)` bytes); panics on other lengths.
+    pub prepare: fn(k: usize, acts: &[u8], out: &mut [u8]),
+    /// One weight row (`n` elements, as stored in GGUF) with a prepared row of `n` activations;
+    /// panics if either is shorter.
+    pub dot: VecDotFn,
+}
+
+/// Optional [`DecodeDot`]s per weight type; `None` means n = 1 uses the plain [`VecDotFn`].
+/// Only the types some tier fills have a field (a prepared layout that reads more activation
+/// bytes per row slows decoding from DRAM, so one is added where it measures faster there too;
+/// F16's f32 layout did not, see `x86/decode_dot.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeKernels {
+    pub q4_0: Option<DecodeDot>,
+    pub q8_0: Option<DecodeDot>,
+}
+
+impl DecodeKernels {
+    /// No prepared dots.
+    pub const NONE: DecodeKernels = DecodeKernels {
+        q4_0: None,
+        q8_0: None,
+    };
+
+    /// The prepared dot for `w_type`, if the tier has one.
+    pub fn get(&self, w_type: GgmlType) -> Option<DecodeDot> {
+        match w_type {
+            GgmlType::Q4_0 => self.q4_0,
+            GgmlType::Q8_0 => self.q8_0,
+            _ => None,
+        }
+    }
+}
+
 /// One activation quantizer per activation type.
 #[derive(Clone, Copy, Debug)]
 pub struct ActKernels {
@@ -287,6 +330,8 @@ pub struct Kernels {
     /// Tokens per panel (`C`) of the float packed tiles: [`matmul`] splits tokens among
     /// tasks in whole panels. 1 where there are none.
     pub float_panel_tokens: usize,
+    /// Dots on a prepared activation layout, for n = 1 ([`matmul`], [`matmul_vec_many`]).
+    pub decode: DecodeKernels,
     pub act: ActKernels,
     /// Element-wise activation loops (SwiGLU, quick GELU).
     pub unary: unary::UnaryKernels,
@@ -443,6 +488,12 @@ impl Kernels {
     /// The dot-product kernel for weights of `w_type`.
     pub fn vec_dot(&self, w_type: GgmlType) -> Option<VecDotFn> {
         self.dot.get(w_type)
+    }
+
+    /// The tier's dot on a prepared activation layout for weights of `w_type`, if it has one
+    /// (see [`DecodeDot`]); n = 1 matmuls use it.
+    pub fn decode_dot(&self, w_type: GgmlType) -> Option<DecodeDot> {
+        self.decode.get(w_type)
     }
 
     /// The type activations are converted to for weights of `w_type` ([`activation_type`]).

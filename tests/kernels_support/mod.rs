@@ -240,3 +240,29 @@ pub fn tolerance(w_type: GgmlType, n: usize, bound: f64, float_lanes: usize) -> 
     };
     2.0 * (terms as f64 + 8.0) * U * bound
 }
+
+/// The tier's prepared decode dot ([`llava::kernels::DecodeDot`]) of one weight row with one
+/// activation row (`a` in the paired activation type, prepared here), or `None` where the tier
+/// has none for `w_type`.
+pub fn prepared_dot(
+    kernels: &llava::kernels::Kernels,
+    w_type: GgmlType,
+    n: usize,
+    w: &[u8],
+    a: &[u8],
+) -> Option<f32> {
+    let prepared = kernels.decode_dot(w_type)?;
+    let mut layout = vec![0xa5u8; (prepared.prepared_bytes)(n)];
+    (prepared.prepare)(n, a, &mut layout);
+    Some((prepared.dot)(n, w, &layout))
+}
+
+/// Row lengths for the prepared dots: [`lengths`], plus for the float types lengths that are
+/// not a multiple of any vector width (their dots take any `n`).
+pub fn prepared_lengths(ty: GgmlType) -> Vec<usize> {
+    let mut out = lengths(ty).to_vec();
+    if !ty.is_quantized() {
+        out.extend([1, 15, 17, 100, 4096 + 72]);
+    }
+    out
+}

@@ -42,10 +42,14 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
         is_supported(),
         "the AVX2 tier was built on a CPU without AVX2/FMA/F16C"
     );
-    if has_vnni() {
+    let table = if has_vnni() {
         vnni::table(base)
     } else {
         plain::table(base)
+    };
+    Kernels {
+        decode: super::decode_dot::avx2::DECODE,
+        ..table
     }
 }
 

@@ -46,11 +46,18 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
         is_supported(),
         "the AVX-512 tier was built on a CPU without AVX-512 F/BW/VL"
     );
-    if has_vnni() {
+    let table = if has_vnni() {
         vnni::table(base)
     } else {
         plain::table(base)
-    }
+    };
+    // The prepared decode dots use VNNI; without it, the AVX2 tier's.
+    let decode = if has_vnni() {
+        super::decode_dot::avx512::DECODE
+    } else {
+        super::decode_dot::avx2::DECODE
+    };
+    Kernels { decode, ..table }
 }
 
 /// Whether this CPU runs the AVX-512 tier.

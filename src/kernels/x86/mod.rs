@@ -9,6 +9,7 @@
 
 mod act;
 mod common;
+mod decode_dot;
 mod dot;
 mod dot_zmm;
 mod float_packed;
