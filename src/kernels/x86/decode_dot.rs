@@ -28,7 +28,8 @@ use super::common::*;
 // is the plain dots' (`d_w · d_a` rounded once, then one FMA per block and lane). On the
 // AVX-512 tier the same 256-bit bodies with `vpdpbusd` (a 512-bit Q4_0 one, `vpermb` placing
 // two blocks from one masked load, ran at 124 ns per 4096 against 100 for these). No f16
-// lookup table: its random loads slowed decoding from DRAM (see `common::f16_table`).
+// lookup table: its random loads, one per block, slowed decoding from DRAM (BENCHMARKS.md,
+// third decode pass).
 
 /// Bytes of one Q8_0 block (activations, and Q8_0 weights).
 const Q8_0_BYTES: usize = 34;
