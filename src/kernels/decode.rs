@@ -104,11 +104,14 @@ pub fn matmul_vec_many(
         ys.iter_mut().for_each(|y| y.fill(0.0));
         return Ok(());
     }
-    // Each weight type's dot and input (prepared once per weight type met).
+    // Each weight type's dot and input (prepared once per weight type met), and which of
+    // them each matrix takes.
     let mut inputs: Vec<(GgmlType, VecDotFn, Cow<'_, [u8]>)> = Vec::new();
+    let mut input_of: Vec<usize> = Vec::with_capacity(ws.len());
     for w in ws {
         let ty = w.ty();
-        if inputs.iter().any(|(t, _, _)| *t == ty) {
+        if let Some(at) = inputs.iter().position(|(t, _, _)| *t == ty) {
+            input_of.push(at);
             continue;
         }
         let act_type = activation_type(ty).ok_or(KernelError::UnsupportedWeightType(ty))?;
@@ -117,17 +120,12 @@ pub fn matmul_vec_many(
             .find(|(t, _)| *t == act_type)
             .map_or(&[][..], |(_, b)| &b[..]);
         let (dot, input) = decode_input(kernels, ty, x.len(), converted)?;
+        input_of.push(inputs.len());
         inputs.push((ty, dot, input));
     }
-    let per_matrix: Vec<(VecDotFn, &[u8])> = ws
+    let per_matrix: Vec<(VecDotFn, &[u8])> = input_of
         .iter()
-        .map(|w| {
-            let (_, dot, input) = inputs
-                .iter()
-                .find(|(t, _, _)| *t == w.ty())
-                .expect("an input per weight type");
-            (*dot, &input[..])
-        })
+        .map(|&at| (inputs[at].1, &inputs[at].2[..]))
         .collect();
     // Tasks of about DECODE_CHUNK_BYTES of weights: (matrix, first row, its outputs).
     let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
