@@ -500,17 +500,30 @@ pub(super) unsafe fn q6_k_quants(wb: *const u8) -> [__m256i; 8] {
 pub(super) unsafe fn q6_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for i in 0..nb {
-            let (wb, ab) = (w.add(210 * i), a.add(292 * i));
-            let d = read_f32(ab) * read_f16(wb.add(208));
-            let sc16 = _mm256_cvtepi8_epi16(load128(wb.add(192)));
-            let bias = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load256(ab.add(260)), sc16));
-            let q = q6_k_quants(wb);
-            let sumi = _mm256_sub_epi32(k16_dot::<M>(q, sc16, ab.add(4)), bias);
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+        // A macro, not a closure (see `two_acc!`).
+        macro_rules! block {
+            ($i:expr, $acc:expr) => {{
+                let (wb, ab) = (w.add(210 * $i), a.add(292 * $i));
+                let d = read_f32(ab) * read_f16(wb.add(208));
+                let sc16 = _mm256_cvtepi8_epi16(load128(wb.add(192)));
+                let bias = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load256(ab.add(260)), sc16));
+                let q = q6_k_quants(wb);
+                let sumi = _mm256_sub_epi32(k16_dot::<M>(q, sc16, ab.add(4)), bias);
+                _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), $acc)
+            }};
         }
-        hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+        if M::VNNI {
+            // Two accumulators, blocks interleaved in pairs: 89 -> 83 ns per 4096 (avx512).
+            two_acc!(nb, |i, acc| block!(i, acc))
+        } else {
+            // One accumulator in a register: AVX2's body needs every vector register, and the
+            // pairs of `two_acc!` spilled (111 -> 117 ns); `acc[i & 1]` lived on the stack.
+            let mut acc = _mm256_setzero_ps();
+            for i in 0..nb {
+                acc = block!(i, acc);
+            }
+            hsum_ps(acc)
+        }
     }
 }
 
