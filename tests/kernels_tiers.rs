@@ -544,6 +544,40 @@ fn matmul_at_7b_width_in_two_threads() {
     }
 }
 
+/// A float GEMM over more tokens than one widened chunk holds at a large k (the FFN down
+/// projection's 11008: the packed float tiles widen at most 8 MiB of activations at once, 190
+/// tokens here) gives every token bit for bit what a batch of 40 (one chunk) gives.
+#[test]
+fn float_matmul_over_several_token_chunks_equals_small_batches() {
+    let mut rng = rng(31);
+    let (rows, k, n, batch) = (19, 11008, 200, 40);
+    let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+        .iter()
+        .map(|v| v * 0.02)
+        .collect();
+    let w = quantize(GgmlType::F16, &wf);
+    let matrix = QuantMatrix::new(GgmlType::F16, rows, k, &w).unwrap();
+    let x = realistic_f32(n * k, &mut rng);
+    for kernels in tiers() {
+        let mut whole = vec![0f32; n * rows];
+        matmul(kernels, &matrix, &x, n, &mut whole).unwrap();
+        for (t0, want) in whole.chunks(batch * rows).enumerate() {
+            let mut got = vec![0f32; batch * rows];
+            let xs = &x[t0 * batch * k..][..batch * k];
+            matmul(kernels, &matrix, xs, batch, &mut got).unwrap();
+            assert!(
+                got.iter()
+                    .zip(want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits()),
+                "{}: tokens {}..{} differ",
+                kernels.tier,
+                t0 * batch,
+                (t0 + 1) * batch
+            );
+        }
+    }
+}
+
 /// An n = 1 matmul gives, for every row, the tier's dot of that row with the converted input
 /// (its prepared decode dot where it has one), bit for bit (a guard for decode paths that share
 /// work among rows), at odd row counts and block counts, on every tier, in two threads.

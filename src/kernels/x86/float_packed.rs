@@ -31,8 +31,13 @@ const KB: usize = 16;
 /// Steps of k packed at once: a band of 32 rows × 2048 f32 is 256 KiB, which stays in L2
 /// while the tokens stream past; the k-chunks' results are added in `out`. A multiple of KB.
 const KC: usize = 2048;
-/// Tokens widened at once (bounds the activation buffer: 512 × 11008 f32 = 22 MiB).
+/// Tokens widened at once, at most (bounds the activation buffer).
 const TOKEN_CHUNK: usize = 512;
+/// Bytes of widened activations per token chunk, at most: every band of rows streams the
+/// whole chunk again, so it must stay in the last-level cache (32 MiB on Zen 4, shared with
+/// the weights). 512 tokens × 4096 f32 = 8 MiB stays; 512 × 11008 = 22 MiB did not, and
+/// F16 n = 512 at k = 11008 ran at half the speed of k = 4096.
+const ACT_CHUNK_BYTES: usize = 8 << 20;
 
 thread_local! {
     /// Per-thread buffer (packed weights, widened activations), reused across calls.
@@ -346,7 +351,8 @@ pub(super) unsafe fn gemm_into<
     out_stride: usize,
 ) {
     let band = R * L::N;
-    let chunk = TOKEN_CHUNK.min(cols);
+    let fits = (ACT_CHUNK_BYTES / (4 * k.max(1))) / C * C;
+    let chunk = fits.clamp(C, TOKEN_CHUNK).min(cols);
     let kblocks = k.div_ceil(KB);
     // One panel: every k-block of C tokens.
     let panel_len = kblocks * C * KB;
