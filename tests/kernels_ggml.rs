@@ -133,13 +133,14 @@ fn dots_equal_ggml_on_exact_inputs() {
                 let (w, a) = exact_pair(w_type, n, &mut rng);
                 let theirs = ggml_dot(w_type, n, &w, &a);
                 for kernels in tiers() {
-                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
-                    assert_eq!(
-                        ours.to_bits(),
-                        theirs.to_bits(),
-                        "{} {w_type} n={n}: {ours} vs {theirs}",
-                        kernels.tier
-                    );
+                    for (what, ours) in tier_dots(kernels, w_type, n, &w, &a) {
+                        assert_eq!(
+                            ours.to_bits(),
+                            theirs.to_bits(),
+                            "{} {w_type} n={n}{what}: {ours} vs {theirs}",
+                            kernels.tier
+                        );
+                    }
                 }
             }
         }
@@ -157,66 +158,24 @@ fn dots_are_within_the_rounding_bound_of_ggml() {
                 let theirs = ggml_dot(w_type, n, &w, &a);
                 let bound = magnitude(w_type, n, &w, &a);
                 for kernels in tiers() {
-                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
-                    // The scalar float dots sum in f64; the SIMD tiers keep at least 4 lanes.
+                    // The scalar float dots sum in f64; the SIMD tiers (and their prepared
+                    // dots) keep at least 4 lanes.
                     let lanes = if kernels.tier == Tier::Scalar { 32 } else { 4 };
                     let tol = tolerance(w_type, n, bound, lanes);
-                    let diff = f64::from(ours - theirs).abs();
-                    assert!(
-                        diff <= tol,
-                        "{} {w_type} n={n}: ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}",
-                        kernels.tier
-                    );
-                    worst = worst.max(diff / tol);
-                }
-            }
-        }
-    }
-    println!("largest |ours - ggml| / tolerance: {worst:.3}");
-}
-
-/// The prepared decode dots ([`llava::kernels::DecodeDot`]) against ggml's vec_dot: bit for
-/// bit on exact inputs, within the bound on realistic ones (ggml keeps 32 float lanes; ours at
-/// least 4; quantized dots one term per block).
-#[test]
-fn prepared_dots_match_ggml() {
-    let mut rng = rng(16);
-    let mut checked = 0;
-    for w_type in WEIGHT_TYPES.into_iter().filter(|t| in_ggml(*t)) {
-        for n in prepared_lengths(w_type) {
-            for exact in [true, false] {
-                let (w, a) = if exact {
-                    exact_pair(w_type, n, &mut rng)
-                } else {
-                    realistic_pair(w_type, n, &mut rng)
-                };
-                let theirs = ggml_dot(w_type, n, &w, &a);
-                let tol = tolerance(w_type, n, magnitude(w_type, n, &w, &a), 4);
-                for kernels in tiers() {
-                    let Some(ours) = prepared_dot(kernels, w_type, n, &w, &a) else {
-                        continue;
-                    };
-                    checked += 1;
-                    if exact {
-                        assert_eq!(
-                            ours.to_bits(),
-                            theirs.to_bits(),
-                            "{} {w_type} n={n} (prepared, exact): {ours} vs {theirs}",
-                            kernels.tier
-                        );
-                    } else {
+                    for (what, ours) in tier_dots(kernels, w_type, n, &w, &a) {
                         let diff = f64::from(ours - theirs).abs();
                         assert!(
                             diff <= tol,
-                            "{} {w_type} n={n} (prepared): ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}",
+                            "{} {w_type} n={n}{what}: ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}",
                             kernels.tier
                         );
+                        worst = worst.max(diff / tol);
                     }
                 }
             }
         }
     }
-    println!("prepared dots checked against ggml: {checked}");
+    println!("largest |ours - ggml| / tolerance: {worst:.3}");
 }
 
 #[test]

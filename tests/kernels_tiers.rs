@@ -117,14 +117,15 @@ fn dots_are_bit_identical_to_scalar_on_exact_inputs() {
             for n in lengths(w_type) {
                 for _ in 0..4 {
                     let (w, a) = exact_pair(w_type, n, &mut rng);
-                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
                     let reference = scalar().dot(w_type, n, &w, &a).unwrap();
-                    assert_eq!(
-                        ours.to_bits(),
-                        reference.to_bits(),
-                        "{} {w_type} n={n}: {ours} vs scalar {reference}",
-                        kernels.tier
-                    );
+                    for (what, ours) in tier_dots(kernels, w_type, n, &w, &a) {
+                        assert_eq!(
+                            ours.to_bits(),
+                            reference.to_bits(),
+                            "{} {w_type} n={n}{what}: {ours} vs scalar {reference}",
+                            kernels.tier
+                        );
+                    }
                 }
             }
         }
@@ -139,75 +140,16 @@ fn dots_are_within_the_rounding_bound_of_scalar() {
             for n in lengths(w_type) {
                 for _ in 0..8 {
                     let (w, a) = realistic_pair(w_type, n, &mut rng);
-                    let ours = kernels.dot(w_type, n, &w, &a).unwrap();
                     let reference = scalar().dot(w_type, n, &w, &a).unwrap();
                     let tol = tolerance(w_type, n, magnitude(w_type, n, &w, &a), FLOAT_LANES);
-                    let diff = f64::from(ours - reference).abs();
-                    assert!(
-                        diff <= tol,
-                        "{} {w_type} n={n}: {ours} vs scalar {reference}, |diff| {diff:e} > {tol:e}",
-                        kernels.tier
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// The prepared decode dots ([`llava::kernels::DecodeDot`]) on exact inputs: bit-identical to
-/// the scalar plain dot (every order of summation is exact there, and the integer parts,
-/// activation sums folded in included, are exact), including weight bytes of -128 (random
-/// block bytes) and odd block counts.
-#[test]
-fn prepared_dots_are_bit_identical_to_scalar_on_exact_inputs() {
-    let mut rng = rng(41);
-    let mut checked = 0;
-    for kernels in tiers() {
-        for w_type in WEIGHT_TYPES {
-            for n in prepared_lengths(w_type) {
-                for _ in 0..4 {
-                    let (w, a) = exact_pair(w_type, n, &mut rng);
-                    let Some(ours) = prepared_dot(kernels, w_type, n, &w, &a) else {
-                        continue;
-                    };
-                    let reference = scalar().dot(w_type, n, &w, &a).unwrap();
-                    assert_eq!(
-                        ours.to_bits(),
-                        reference.to_bits(),
-                        "{} {w_type} n={n} (prepared): {ours} vs scalar {reference}",
-                        kernels.tier
-                    );
-                    checked += 1;
-                }
-            }
-        }
-    }
-    println!("prepared dots checked: {checked}");
-}
-
-/// The prepared decode dots on realistic inputs: within the rounding bound of the scalar plain
-/// dot. Each prepared dot sums its per-block terms in independent f32 lanes, each term with at
-/// most two roundings (the scales' product, then the FMA) as the plain dots, so the bound of
-/// `tolerance` holds; not bit for bit, since the lanes differ from the scalar order.
-#[test]
-fn prepared_dots_are_within_the_rounding_bound_of_scalar() {
-    let mut rng = rng(42);
-    for kernels in tiers() {
-        for w_type in WEIGHT_TYPES {
-            for n in prepared_lengths(w_type) {
-                for _ in 0..8 {
-                    let (w, a) = realistic_pair(w_type, n, &mut rng);
-                    let Some(ours) = prepared_dot(kernels, w_type, n, &w, &a) else {
-                        continue;
-                    };
-                    let reference = scalar().dot(w_type, n, &w, &a).unwrap();
-                    let tol = tolerance(w_type, n, magnitude(w_type, n, &w, &a), FLOAT_LANES);
-                    let diff = f64::from(ours - reference).abs();
-                    assert!(
-                        diff <= tol,
-                        "{} {w_type} n={n} (prepared): {ours} vs scalar {reference}, |diff| {diff:e} > {tol:e}",
-                        kernels.tier
-                    );
+                    for (what, ours) in tier_dots(kernels, w_type, n, &w, &a) {
+                        let diff = f64::from(ours - reference).abs();
+                        assert!(
+                            diff <= tol,
+                            "{} {w_type} n={n}{what}: {ours} vs scalar {reference}, |diff| {diff:e} > {tol:e}",
+                            kernels.tier
+                        );
+                    }
                 }
             }
         }

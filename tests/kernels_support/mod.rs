@@ -257,12 +257,18 @@ pub fn prepared_dot(
     Some((prepared.dot)(n, w, &layout))
 }
 
-/// Row lengths for the prepared dots: [`lengths`], plus for the float types lengths that are
-/// not a multiple of any vector width (their dots take any `n`).
-pub fn prepared_lengths(ty: GgmlType) -> Vec<usize> {
-    let mut out = lengths(ty).to_vec();
-    if !ty.is_quantized() {
-        out.extend([1, 15, 17, 100, 4096 + 72]);
+/// The dots a tier runs for `w_type`: its plain dot (label "") and, where it has one, its
+/// prepared decode dot (label " (prepared)"), each of `w` with the converted activations `a`.
+pub fn tier_dots(
+    kernels: &llava::kernels::Kernels,
+    w_type: GgmlType,
+    n: usize,
+    w: &[u8],
+    a: &[u8],
+) -> Vec<(&'static str, f32)> {
+    let mut out = vec![("", kernels.dot(w_type, n, w, a).expect("plain dot"))];
+    if let Some(prepared) = prepared_dot(kernels, w_type, n, w, a) {
+        out.push((" (prepared)", prepared));
     }
     out
 }

@@ -295,59 +295,44 @@ macro_rules! prepared {
     };
 }
 
+/// One tier's prepared dots and its [`DecodeKernels`](crate::kernels::DecodeKernels) table:
+/// the same 256-bit bodies, with `vpdpbusd` where `$vnni`.
+macro_rules! tier {
+    ($features:literal, $vnni:literal) => {
+        use crate::kernels::DecodeKernels;
+
+        prepared!(
+            Q4_0,
+            $features,
+            super::q4_0_ymm::<$vnni>,
+            super::prepare_q4_0_ymm,
+            super::ymm_bytes_q4_0,
+            32,
+            18
+        );
+        prepared!(
+            Q8_0,
+            $features,
+            super::q8_0_ymm::<$vnni>,
+            super::prepare_q8_0_ymm,
+            super::ymm_bytes_q8_0,
+            32,
+            34
+        );
+
+        pub(crate) const DECODE: DecodeKernels = DecodeKernels {
+            q4_0: Some(Q4_0),
+            q8_0: Some(Q8_0),
+        };
+    };
+}
+
 /// The AVX2 tier's prepared dots (AVX2 + FMA + F16C).
 pub(crate) mod avx2 {
-    use crate::kernels::DecodeKernels;
-
-    prepared!(
-        Q4_0,
-        "avx2,fma,f16c",
-        super::q4_0_ymm::<false>,
-        super::prepare_q4_0_ymm,
-        super::ymm_bytes_q4_0,
-        32,
-        18
-    );
-    prepared!(
-        Q8_0,
-        "avx2,fma,f16c",
-        super::q8_0_ymm::<false>,
-        super::prepare_q8_0_ymm,
-        super::ymm_bytes_q8_0,
-        32,
-        34
-    );
-
-    pub(crate) const DECODE: DecodeKernels = DecodeKernels {
-        q4_0: Some(Q4_0),
-        q8_0: Some(Q8_0),
-    };
+    tier!("avx2,fma,f16c", false);
 }
 
 /// The AVX-512 tier's prepared dots (F + BW + VL + VNNI, with AVX2 + FMA + F16C).
 pub(crate) mod avx512 {
-    use crate::kernels::DecodeKernels;
-
-    prepared!(
-        Q4_0,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-        super::q4_0_ymm::<true>,
-        super::prepare_q4_0_ymm,
-        super::ymm_bytes_q4_0,
-        32,
-        18
-    );
-    prepared!(
-        Q8_0,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-        super::q8_0_ymm::<true>,
-        super::prepare_q8_0_ymm,
-        super::ymm_bytes_q8_0,
-        32,
-        34
-    );
-    pub(crate) const DECODE: DecodeKernels = DecodeKernels {
-        q4_0: Some(Q4_0),
-        q8_0: Some(Q8_0),
-    };
+    tier!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 }
