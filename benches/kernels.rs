@@ -11,7 +11,8 @@
 //! `LLAVA_CPU=avx2` (any tier name) runs our cases on that tier instead of the best one;
 //! `tools/kernel_ratios.py` runs the tiers one after the other and prints the ratio tables.
 //! `cargo bench --bench kernels -- --dram-paired` times the n = 1 DRAM cases and the bandwidth
-//! probe interleaved, round by round, and prints their ratios (see [`dram_paired`]).
+//! probe interleaved, round by round, and prints their ratios (see [`dram_paired`]);
+//! `-- --n1-paired` does the same for ours against ggml at n = 1 (see [`n1_paired`]).
 //!
 //! Counters: weight bytes per matmul (so `matmul_dram_*` throughput compares with the bandwidth
 //! probe; `matmul_n1_*` reuses one matrix, which stays in a large last-level cache) and bytes
@@ -33,6 +34,10 @@ fn main() {
     // `cargo bench --bench kernels -- --dram-paired`: its own loop and table, not divan's.
     if std::env::args().any(|a| a == "--dram-paired") {
         dram_paired();
+        return;
+    }
+    if std::env::args().any(|a| a == "--n1-paired") {
+        n1_paired();
         return;
     }
     divan::main();
@@ -1086,5 +1091,96 @@ fn median(mut v: Vec<f64>) -> f64 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Rounds of [`n1_paired`]; each times a batch of our matmuls and a batch of ggml's.
+const N1_ROUNDS: usize = 41;
+
+/// Wall time a batch of [`n1_paired`] aims at, so a round spans several calls of a fast case.
+const N1_BATCH: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// The n = 1 matmul cases (`matmul_n1_*`: one matrix, reused) with ours and ggml's
+/// **interleaved**: each round times a batch of our calls and a batch of ggml's, the one
+/// first that was second the round before, and the table gives the median of the per-round
+/// ratios ggml / ours with their 10th–90th percentile. Timed one after the other by divan, the
+/// two sides of a cell saw this VM at moments seconds apart, and single cells moved by ±30%
+/// between runs. Cases: [`cases`]`(1)` (`LLAVA_BENCH_TYPES`, `LLAVA_BENCH_TIERS` and
+/// `LLAVA_CPU` apply); ggml's SIMD is its build's (AVX2) whatever our tier.
+fn n1_paired() {
+    println!(
+        "n = 1, one matrix reused, ours and ggml interleaved ({N1_ROUNDS} rounds of ≈ {} ms \
+         batches; µs per matmul, medians; ratio = ggml / ours per round, median and 10th–90th \
+         percentile)\n",
+        N1_BATCH.as_millis()
+    );
+    println!("| type | rows × k | threads | tier | ours µs | ggml µs | ggml / ours | p10–p90 |");
+    println!("|---|---|---:|---|---:|---:|---:|---|");
+    for case in cases(1) {
+        let kernels = Kernels::for_tier(case.tier).expect("supported tier");
+        let w = weights(case.ty, case.rows, case.k);
+        let matrix = QuantMatrix::new(case.ty, case.rows, case.k, &w).expect("matrix");
+        let x = floats(case.k, 11);
+        let mut y = vec![0f32; case.rows];
+        let ggml_case = Case {
+            tier: Tier::Scalar,
+            ggml: true,
+            ..case
+        };
+        let mut theirs = GgmlMatmul::new(&ggml_case, w.clone(), floats(case.k, 11));
+        let pool = pool(case.threads);
+        let mut ours = || {
+            pool.install(|| matmul(kernels, &matrix, &x, 1, &mut y))
+                .expect("matmul");
+            divan::black_box(&y);
+        };
+        let mut ggml = || theirs.compute(0);
+        // Untimed warm-up, which also sizes each side's batch.
+        let calls = |f: &mut dyn FnMut()| {
+            let start = std::time::Instant::now();
+            let mut n = 0u32;
+            while n < 3 || start.elapsed() < N1_BATCH {
+                f();
+                n += 1;
+            }
+            n
+        };
+        let (ours_calls, ggml_calls) = (calls(&mut ours), calls(&mut ggml));
+        let timed = |f: &mut dyn FnMut(), n: u32| {
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            start.elapsed().as_secs_f64() / f64::from(n)
+        };
+        let (mut o, mut g) = (Vec::new(), Vec::new());
+        for round in 0..N1_ROUNDS {
+            if round % 2 == 0 {
+                o.push(timed(&mut ours, ours_calls));
+                g.push(timed(&mut ggml, ggml_calls));
+            } else {
+                g.push(timed(&mut ggml, ggml_calls));
+                o.push(timed(&mut ours, ours_calls));
+            }
+        }
+        let mut ratios: Vec<f64> = g.iter().zip(&o).map(|(g, o)| g / o).collect();
+        ratios.sort_by(f64::total_cmp);
+        let (p10, p90) = (
+            ratios[N1_ROUNDS / 10],
+            ratios[N1_ROUNDS - 1 - N1_ROUNDS / 10],
+        );
+        println!(
+            "| {} | {}×{} | {} | {} | {:.0} | {:.0} | **{:.2}** | {:.2}–{:.2} |",
+            case.ty,
+            case.rows,
+            case.k,
+            case.threads,
+            case.tier.name(),
+            1e6 * median(o),
+            1e6 * median(g),
+            median(ratios),
+            p10,
+            p90
+        );
     }
 }
