@@ -132,6 +132,56 @@ fn dots_are_bit_identical_to_scalar_on_exact_inputs() {
     }
 }
 
+/// Q8_0 activation quants (and Q8_0 weight quants) at the ends of their ranges: ±127 (and
+/// -128, -127, 127), where `vpmaddubsw`'s pair sums come closest to saturating. The scales stay
+/// powers of two, the sums below 2^24 units for up to 32 blocks, so the dots stay exact.
+fn extreme_quants(w_type: GgmlType, w: &mut [u8], a: &mut [u8], rng: &mut impl RngExt) {
+    for block in a.chunks_exact_mut(34) {
+        for q in &mut block[2..] {
+            *q = if rng.random() { 127 } else { (-127i8) as u8 };
+        }
+    }
+    if w_type == GgmlType::Q8_0 {
+        for block in w.chunks_exact_mut(34) {
+            for q in &mut block[2..] {
+                *q = [-128i8, -127, 127][rng.random_range(0..3)] as u8;
+            }
+        }
+    }
+}
+
+/// The prepared decode dots group blocks (Q4_0 by 2, Q8_0 by 8, with a zero-padded last
+/// group): every block count 1..=19 (every tail length, one and two whole groups), bit for bit
+/// against scalar on exact inputs, also with quants at the ends of their ranges.
+#[test]
+fn prepared_dots_at_every_tail_length_are_bit_identical_to_scalar() {
+    let mut rng = rng(24);
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            if kernels.decode_dot(w_type).is_none() {
+                continue;
+            }
+            for blocks in 1..=19 {
+                let n = 32 * blocks;
+                for round in 0..6 {
+                    let (mut w, mut a) = exact_pair(w_type, n, &mut rng);
+                    if round >= 4 {
+                        extreme_quants(w_type, &mut w, &mut a, &mut rng);
+                    }
+                    let reference = scalar().dot(w_type, n, &w, &a).unwrap();
+                    let ours = prepared_dot(kernels, w_type, n, &w, &a).expect("prepared dot");
+                    assert_eq!(
+                        ours.to_bits(),
+                        reference.to_bits(),
+                        "{} {w_type} n={n} (prepared): {ours} vs scalar {reference}",
+                        kernels.tier
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn dots_are_within_the_rounding_bound_of_scalar() {
     let mut rng = rng(23);

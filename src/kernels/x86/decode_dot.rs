@@ -2,7 +2,8 @@
 //! prepared once per matmul and dotted with every weight row, so the conversions and sums that
 //! depend only on the activations move out of the per-row loop.
 //!
-//! Q4_0 and Q8_0: two blocks per register, the activations in the matching order (see below).
+//! Q4_0: two blocks per register; Q8_0: eight blocks per step, one lane per block; the
+//! activations in the matching order (see below).
 //! F16 has none: with the activations widened once to f32 the dot converts only the weights,
 //! but reads twice the activation bytes; in L1 that was no faster (AVX-512 141 vs 146 ns per
 //! 4096, AVX2 200 vs 147), and the n = 1 matmul 4096×4096 from L3/DRAM fell from 1.0× to 0.64×
@@ -22,14 +23,14 @@ use super::common::*;
 //
 // Per block the plain dots compute `d_w d_a Σ w y`, widening both f16 scales and making one
 // operand unsigned for `vpmaddubsw`/`vpdpbusd` (Q4_0: `q - 8` then the sign trick). Here the
-// activation side brings, per pair of blocks: its quants in the order one weight load gives
-// two blocks, both scales as f32 and, for Q4_0, `-8 Σ y` as the integer sum's starting value,
-// so the nibbles are taken unsigned as they are. The integer sums stay exact; the float part
-// is the plain dots' (`d_w · d_a` rounded once, then one FMA per block and lane). On the
-// AVX-512 tier the same 256-bit bodies with `vpdpbusd` (a 512-bit Q4_0 one, `vpermb` placing
-// two blocks from one masked load, ran at 124 ns per 4096 against 100 for these). No f16
-// lookup table: its random loads, one per block, slowed decoding from DRAM (BENCHMARKS.md,
-// third decode pass).
+// activation side brings its quants in the order the weight loads need, the scales as f32 and,
+// where a body starts its integer sums from it, `-8 Σ y` (Q4_0) or `-128 Σ y` (Q8_0 with
+// VNNI), so the weights are taken unsigned as they are or with one `vpxor`. The integer sums
+// stay exact; the float part is the plain dots' (`d_w · d_a` rounded once, then one FMA per
+// block and lane). On the AVX-512 tier the same 256-bit bodies with `vpdpbusd` (a 512-bit
+// Q4_0 one, `vpermb` placing two blocks from one masked load, ran at 124 ns per 4096 against
+// 100 for these). No f16 lookup table: its random loads, one per block, slowed decoding from
+// DRAM (BENCHMARKS.md, third decode pass).
 
 /// Bytes of one Q8_0 block (activations, and Q8_0 weights).
 const Q8_0_BYTES: usize = 34;
@@ -54,23 +55,16 @@ fn check_prepare(what: &str, k: usize, acts: &[u8], out: &[u8], bytes: usize) {
     );
 }
 
-/// The 256-bit layouts, 80 (Q4_0) and 72 (Q8_0) bytes per pair of blocks: 64 bytes of quants,
-/// the two scales as f32 and, for Q4_0, the two starting sums `-8 Σ y` as i32 (Q8_0 uses the
-/// sign trick). Q4_0's quants are elements 0..16 of the first block then of the second, then
-/// elements 16..32 likewise (a Q4_0 weight pair loads as its two 16-byte halves); Q8_0's are
-/// in the dword order of `vpunpckldq`/`vpunpckhdq` of the two blocks (see [`q8_0_ymm`]), so
-/// that i32 lanes alternate between the blocks. Compact on purpose: decoding from DRAM slowed
-/// with the activation bytes read per row (the first layout, 128 bytes per pair, took Q8_0
-/// from 25 to 13 GB/s of weights while faster in cache).
+/// The Q4_0 layout, 80 bytes per pair of blocks: 64 bytes of quants, the two scales as f32
+/// and the two starting sums `-8 Σ y` as i32. The quants are elements 0..16 of the first block
+/// then of the second, then elements 16..32 likewise (a Q4_0 weight pair loads as its two
+/// 16-byte halves). Compact on purpose: decoding from DRAM slowed with the activation bytes
+/// read per row (a first Q8_0 layout, 128 bytes per pair, took Q8_0 from 25 to 13 GB/s of
+/// weights while faster in cache).
 const YMM_PAIR_Q4_0: usize = 80;
-const YMM_PAIR_Q8_0: usize = 72;
 
 fn ymm_bytes_q4_0(k: usize) -> usize {
     (k / 32).div_ceil(2) * YMM_PAIR_Q4_0
-}
-
-fn ymm_bytes_q8_0(k: usize) -> usize {
-    (k / 32).div_ceil(2) * YMM_PAIR_Q8_0
 }
 
 fn prepare_q4_0_ymm(k: usize, acts: &[u8], out: &mut [u8]) {
@@ -83,26 +77,6 @@ fn prepare_q4_0_ymm(k: usize, acts: &[u8], out: &mut [u8]) {
         pair[32 + 16 * half..][..16].copy_from_slice(&qs[16..]);
         pair[64 + 4 * half..][..4].copy_from_slice(&d.to_le_bytes());
         pair[72 + 4 * half..][..4].copy_from_slice(&(-8 * sum).to_le_bytes());
-    }
-}
-
-fn prepare_q8_0_ymm(k: usize, acts: &[u8], out: &mut [u8]) {
-    check_prepare("prepare_q8_0_ymm", k, acts, out, ymm_bytes_q8_0(k));
-    out.fill(0);
-    for b in 0..k / 32 {
-        let (qs, d, _) = act_block(acts, b);
-        let (pair, half) = (&mut out[b / 2 * YMM_PAIR_Q8_0..][..YMM_PAIR_Q8_0], b % 2);
-        // Register r (0: unpacklo, 1: unpackhi), 128-bit lane l, step j: dword 4l + 2r + j of
-        // each block, the first block's then the second's.
-        for r in 0..2 {
-            for l in 0..2 {
-                for j in 0..2 {
-                    let (to, from) = (32 * r + 16 * l + 8 * j + 4 * half, 4 * (4 * l + 2 * r + j));
-                    pair[to..to + 4].copy_from_slice(&qs[from..from + 4]);
-                }
-            }
-        }
-        pair[64 + 4 * half..][..4].copy_from_slice(&d.to_le_bytes());
     }
 }
 
@@ -138,23 +112,6 @@ macro_rules! over_pairs {
         }
         (acc0, acc1)
     }};
-}
-
-/// The f16 scales `lo` and `hi` (in a u32) widened, alternating over 8 lanes.
-#[inline(always)]
-unsafe fn scale_pair_alternating(lo: u16, hi: u16) -> __m256 {
-    // SAFETY: register-only.
-    unsafe {
-        let both = (u32::from(lo) | u32::from(hi) << 16) as i32;
-        _mm256_cvtph_ps(_mm_set1_epi32(both))
-    }
-}
-
-/// The f32 pair at `p` in every pair of lanes.
-#[inline(always)]
-unsafe fn pair_f32_ymm(p: *const u8) -> __m256 {
-    // SAFETY: 8 readable bytes (caller).
-    unsafe { _mm256_castpd_ps(_mm256_set1_pd(f64::from_bits(read_u64(p)))) }
 }
 
 /// Q4_0 weights · the 256-bit layout: two blocks per register (16 quant bytes each), the low
@@ -215,43 +172,148 @@ unsafe fn sign_dot(x: __m256i, y: __m256i, ones: __m256i) -> __m256i {
     }
 }
 
-/// Q8_0 weights · the 256-bit layout: each block's 32 bytes in one load (in address order, as
-/// the plain dot reads the stream), interleaved by dwords (`vpunpckldq`/`vpunpckhdq`), so that
-/// i32 lanes alternate between the two blocks and the scales are two broadcast pairs; the sign
-/// trick (`|w|` · `y` signed by `w`) as the plain dot.
-/// With `VNNI` (the caller holds AVX-512 VNNI + VL), `vpdpbusd` on the same operands.
+/// The Q8_0 layouts, per 8 blocks: their quants in address order (256 bytes), their 8 scales
+/// as f32 (32) and, for the `vpdpbusd` body (`vnni`), their starting sums `-128 Σ y` as i32
+/// (32): 36 or 40 bytes per block against the plain blocks' 34. A last group of fewer blocks
+/// is zero-padded.
+const fn octet_q8_0(vnni: bool) -> usize {
+    if vnni { 320 } else { 288 }
+}
+
+fn octet_bytes_q8_0<const VNNI: bool>(k: usize) -> usize {
+    (k / 32).div_ceil(8) * octet_q8_0(VNNI)
+}
+
+fn prepare_q8_0_octets<const VNNI: bool>(k: usize, acts: &[u8], out: &mut [u8]) {
+    check_prepare(
+        "prepare_q8_0_octets",
+        k,
+        acts,
+        out,
+        octet_bytes_q8_0::<VNNI>(k),
+    );
+    out.fill(0);
+    let size = octet_q8_0(VNNI);
+    for b in 0..k / 32 {
+        let (qs, d, sum) = act_block(acts, b);
+        let (octet, j) = (&mut out[b / 8 * size..][..size], b % 8);
+        octet[32 * j..][..32].copy_from_slice(qs);
+        octet[256 + 4 * j..][..4].copy_from_slice(&d.to_le_bytes());
+        if VNNI {
+            octet[288 + 4 * j..][..4].copy_from_slice(&(-128 * sum).to_le_bytes());
+        }
+    }
+}
+
+/// `Σ x y` of one block per 4 bytes as i32: without `VNNI` the sign trick (`|x|` · `y` signed
+/// by `x`, exact as `y` holds no -128: `vpmaddubsw`'s pair sums stay within 2 · 128 · 127;
+/// `x + 128` unsigned would reach 2 · 255 · 127 and saturate); with `VNNI`, `vpdpbusd` of
+/// `x ^ 0x80` = `x + 128` (0..=255) and `y`, which sums in i32 without saturating, so
+/// `Σ x y + 128 Σ y`, the caller adding the prepared `-128 Σ y`.
 #[inline(always)]
-unsafe fn q8_0_ymm<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: `nb` blocks at `w`, `ymm_bytes_q8_0(32 nb)` at `a` (caller).
+unsafe fn q8_0_block_sums<const VNNI: bool>(x: __m256i, y: __m256i, ones: __m256i) -> __m256i {
+    // SAFETY: register-only.
+    unsafe {
+        if VNNI {
+            let unsigned = _mm256_xor_si256(x, _mm256_set1_epi8(-128));
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), unsigned, y)
+        } else {
+            sign_dot(x, y, ones)
+        }
+    }
+}
+
+/// Q8_0 weights · the octet layout, `count` (≤ 8) blocks: per block one 32-byte load each
+/// side ([`q8_0_block_sums`]), the 8 blocks' i32 vectors reduced to one lane per block by two
+/// levels of `vphaddd` and one exchange of 128-bit halves; then the 8 weight scales widened by
+/// one `vcvtph2ps`, one multiply by the prepared f32 scales, one conversion and one FMA per 8
+/// blocks, where the former pair layout spent a widening, a multiply, a conversion and an FMA
+/// (and two `vpunpck`s) per 2 (AVX2 per 4096: 113 → 104 ns). The integer sums are exact
+/// (below 2^20 per block); each lane is one block's `(d_w d_a) · Σ w y`, as the scalar terms.
+/// Returns the scales and the sums as f32.
+#[inline(always)]
+unsafe fn q8_0_octet<const VNNI: bool>(
+    count: usize,
+    w: *const u8,
+    a: *const u8,
+    ones: __m256i,
+) -> (__m256, __m256) {
+    // SAFETY: `count` (≤ 8) blocks at `w` and one octet at `a` (caller).
+    unsafe {
+        // Macros, not closures: closures would not inherit the caller's target features.
+        macro_rules! sums {
+            ($j:expr) => {
+                if $j < count {
+                    let (x, y) = (load256(w.add(34 * $j + 2)), load256(a.add(32 * $j)));
+                    q8_0_block_sums::<VNNI>(x, y, ones)
+                } else {
+                    _mm256_setzero_si256()
+                }
+            };
+        }
+        macro_rules! scale {
+            ($j:expr) => {
+                if $j < count {
+                    u64::from(read_u16(w.add(34 * $j)))
+                } else {
+                    0
+                }
+            };
+        }
+        let h01 = _mm256_hadd_epi32(sums!(0), sums!(1));
+        let h23 = _mm256_hadd_epi32(sums!(2), sums!(3));
+        let h45 = _mm256_hadd_epi32(sums!(4), sums!(5));
+        let h67 = _mm256_hadd_epi32(sums!(6), sums!(7));
+        // [b0 b1 b2 b3 | b0 b1 b2 b3] (each half of a block's sum), likewise b4..b8.
+        let (q0, q1) = (_mm256_hadd_epi32(h01, h23), _mm256_hadd_epi32(h45, h67));
+        let total = _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(q0, q1),
+            _mm256_permute2x128_si256::<0x31>(q0, q1),
+        );
+        let total = if VNNI {
+            _mm256_add_epi32(total, load256(a.add(288)))
+        } else {
+            total
+        };
+        let lo = scale!(0) | scale!(1) << 16 | scale!(2) << 32 | scale!(3) << 48;
+        let hi = scale!(4) | scale!(5) << 16 | scale!(6) << 32 | scale!(7) << 48;
+        let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
+        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(a.add(256).cast()));
+        (d, _mm256_cvtepi32_ps(total))
+    }
+}
+
+/// Runs [`q8_0_octet`] over `nb` blocks, two accumulators.
+#[inline(always)]
+unsafe fn q8_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: `nb` blocks at `w`, `octet_bytes_q8_0(32 nb)` at `a` (caller).
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        let (acc0, acc1) = over_pairs!(nb, _mm256_setzero_ps(), |p, both, acc| {
-            let (wb, ab) = (w.add(68 * p), a.add(YMM_PAIR_Q8_0 * p));
-            let x0 = load256(wb.add(2));
-            let (x1, dw_hi) = if both {
-                (load256(wb.add(36)), read_u16(wb.add(34)))
-            } else {
-                (_mm256_setzero_si256(), 0)
-            };
-            let (lo, hi) = (_mm256_unpacklo_epi32(x0, x1), _mm256_unpackhi_epi32(x0, x1));
-            let sumi = if VNNI {
-                let (ylo, yhi) = (load256(ab), load256(ab.add(32)));
-                let lo_sum = _mm256_dpbusd_epi32(
-                    _mm256_setzero_si256(),
-                    _mm256_abs_epi8(lo),
-                    _mm256_sign_epi8(ylo, lo),
-                );
-                _mm256_dpbusd_epi32(lo_sum, _mm256_abs_epi8(hi), _mm256_sign_epi8(yhi, hi))
-            } else {
-                _mm256_add_epi32(
-                    sign_dot(lo, load256(ab), ones),
-                    sign_dot(hi, load256(ab.add(32)), ones),
-                )
-            };
-            let dw = scale_pair_alternating(read_u16(wb), dw_hi);
-            let d = _mm256_mul_ps(dw, pair_f32_ymm(ab.add(64)));
-            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc)
-        });
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = nb / 8;
+        let mut g = 0;
+        while g + 2 <= full {
+            let (d, s) = q8_0_octet::<VNNI>(8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
+            acc0 = _mm256_fmadd_ps(d, s, acc0);
+            let (d, s) = q8_0_octet::<VNNI>(
+                8,
+                w.add(272 * (g + 1)),
+                a.add(octet_q8_0(VNNI) * (g + 1)),
+                ones,
+            );
+            acc1 = _mm256_fmadd_ps(d, s, acc1);
+            g += 2;
+        }
+        if g < full {
+            let (d, s) = q8_0_octet::<VNNI>(8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
+            acc0 = _mm256_fmadd_ps(d, s, acc0);
+            g += 1;
+        }
+        if !nb.is_multiple_of(8) {
+            let (d, s) =
+                q8_0_octet::<VNNI>(nb % 8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
+            acc1 = _mm256_fmadd_ps(d, s, acc1);
+        }
         hsum_ps(_mm256_add_ps(acc0, acc1))
     }
 }
@@ -313,9 +375,9 @@ macro_rules! tier {
         prepared!(
             Q8_0,
             $features,
-            super::q8_0_ymm::<$vnni>,
-            super::prepare_q8_0_ymm,
-            super::ymm_bytes_q8_0,
+            super::q8_0_octets::<$vnni>,
+            super::prepare_q8_0_octets::<$vnni>,
+            super::octet_bytes_q8_0::<$vnni>,
             32,
             34
         );
