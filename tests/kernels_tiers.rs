@@ -150,7 +150,7 @@ fn extreme_quants(w_type: GgmlType, w: &mut [u8], a: &mut [u8], rng: &mut impl R
     }
 }
 
-/// The prepared decode dots group blocks (Q4_0 by 2, Q8_0 by 8, with a zero-padded last
+/// The prepared decode dots group blocks (Q4_0 and Q8_0 by 8, with a zero-padded last
 /// group): every block count 1..=19 (every tail length, one and two whole groups), bit for bit
 /// against scalar on exact inputs, also with quants at the ends of their ranges.
 #[test]

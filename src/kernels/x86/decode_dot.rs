@@ -2,8 +2,8 @@
 //! prepared once per matmul and dotted with every weight row, so the conversions and sums that
 //! depend only on the activations move out of the per-row loop.
 //!
-//! Q4_0: two blocks per register; Q8_0: eight blocks per step, one lane per block; the
-//! activations in the matching order (see below).
+//! Q4_0 and Q8_0: eight blocks per step, reduced to one lane per block, the activations in the
+//! matching order (see below).
 //! F16 has none: with the activations widened once to f32 the dot converts only the weights,
 //! but reads twice the activation bytes; in L1 that was no faster (AVX-512 141 vs 146 ns per
 //! 4096, AVX2 200 vs 147), and the n = 1 matmul 4096×4096 from L3/DRAM fell from 1.0× to 0.64×
@@ -26,11 +26,14 @@ use super::common::*;
 // activation side brings its quants in the order the weight loads need, the scales as f32 and,
 // where a body starts its integer sums from it, `-8 Σ y` (Q4_0) or `-128 Σ y` (Q8_0 with
 // VNNI), so the weights are taken unsigned as they are or with one `vpxor`. The integer sums
-// stay exact; the float part is the plain dots' (`d_w · d_a` rounded once, then one FMA per
-// block and lane). On the AVX-512 tier the same 256-bit bodies with `vpdpbusd` (a 512-bit
-// Q4_0 one, `vpermb` placing two blocks from one masked load, ran at 124 ns per 4096 against
-// 100 for these). No f16 lookup table: its random loads, one per block, slowed decoding from
-// DRAM (BENCHMARKS.md, third decode pass).
+// stay exact; the float part is the scalar dot's terms (`d_w · d_a` rounded once, times the
+// block's sum, one lane per block). Eight blocks per step, so that the scales are widened,
+// multiplied, and the sums converted and accumulated once per 8 blocks instead of once per 2
+// (the former pair layouts: per 4096, AVX2 Q4_0 105 → 75 ns, Q8_0 113 → 101). On the AVX-512
+// tier the same 256-bit bodies with `vpdpbusd` (a 512-bit Q4_0 pair body, `vpermb` placing
+// two blocks from one masked load, ran at 124 ns per 4096 against 100 for the 256-bit pair
+// body). No f16 lookup table: its random loads, one per block, slowed decoding from DRAM
+// (BENCHMARKS.md, third decode pass).
 
 /// Bytes of one Q8_0 block (activations, and Q8_0 weights).
 const Q8_0_BYTES: usize = 34;
@@ -53,113 +56,6 @@ fn check_prepare(what: &str, k: usize, acts: &[u8], out: &[u8], bytes: usize) {
         acts.len(),
         out.len()
     );
-}
-
-/// The Q4_0 layout, 80 bytes per pair of blocks: 64 bytes of quants, the two scales as f32
-/// and the two starting sums `-8 Σ y` as i32. The quants are elements 0..16 of the first block
-/// then of the second, then elements 16..32 likewise (a Q4_0 weight pair loads as its two
-/// 16-byte halves). Compact on purpose: decoding from DRAM slowed with the activation bytes
-/// read per row (a first Q8_0 layout, 128 bytes per pair, took Q8_0 from 25 to 13 GB/s of
-/// weights while faster in cache).
-const YMM_PAIR_Q4_0: usize = 80;
-
-fn ymm_bytes_q4_0(k: usize) -> usize {
-    (k / 32).div_ceil(2) * YMM_PAIR_Q4_0
-}
-
-fn prepare_q4_0_ymm(k: usize, acts: &[u8], out: &mut [u8]) {
-    check_prepare("prepare_q4_0_ymm", k, acts, out, ymm_bytes_q4_0(k));
-    out.fill(0);
-    for b in 0..k / 32 {
-        let (qs, d, sum) = act_block(acts, b);
-        let (pair, half) = (&mut out[b / 2 * YMM_PAIR_Q4_0..][..YMM_PAIR_Q4_0], b % 2);
-        pair[16 * half..][..16].copy_from_slice(&qs[..16]);
-        pair[32 + 16 * half..][..16].copy_from_slice(&qs[16..]);
-        pair[64 + 4 * half..][..4].copy_from_slice(&d.to_le_bytes());
-        pair[72 + 4 * half..][..4].copy_from_slice(&(-8 * sum).to_le_bytes());
-    }
-}
-
-/// Runs `$pair` (an expression of `$p`, the pair index, `$both`, whether the pair has its
-/// second block, and `$acc`, giving the new `$acc`) over the `nb.div_ceil(2)` pairs of blocks,
-/// alternating two accumulators (in registers: an indexed array went to the stack); evaluates
-/// to `(acc0, acc1)`. A macro, as `dot.rs`'s `two_acc`: closures would not inherit the
-/// caller's target features.
-macro_rules! over_pairs {
-    ($nb:expr, $zero:expr, |$p:ident, $both:ident, $acc:ident| $pair:expr) => {{
-        let (mut acc0, mut acc1) = ($zero, $zero);
-        let full = $nb / 2;
-        let mut next = 0;
-        while next + 2 <= full {
-            {
-                let ($p, $both, $acc) = (next, true, acc0);
-                acc0 = $pair;
-            }
-            {
-                let ($p, $both, $acc) = (next + 1, true, acc1);
-                acc1 = $pair;
-            }
-            next += 2;
-        }
-        if next < full {
-            let ($p, $both, $acc) = (next, true, acc0);
-            acc0 = $pair;
-            next += 1;
-        }
-        if $nb % 2 == 1 {
-            let ($p, $both, $acc) = (next, false, acc1);
-            acc1 = $pair;
-        }
-        (acc0, acc1)
-    }};
-}
-
-/// Q4_0 weights · the 256-bit layout: two blocks per register (16 quant bytes each), the low
-/// nibbles against elements 0..16, the high ones against 16..32, `vpmaddubsw` on the unsigned
-/// nibbles as they are, the two products added as i16 (at most 4 · 15 · 127), one
-/// `vpmaddwd`; lanes 0..4 hold the first block, 4..8 the second, so the scales `d_w d_a` are
-/// formed as a pair and spread by one `vpermps`.
-/// With `VNNI` (the caller holds AVX-512 VNNI + VL), `vpdpbusd` replaces the
-/// `vpmaddubsw`/`vpaddw`/`vpmaddwd` steps, the starting sums its accumulator.
-#[inline(always)]
-unsafe fn q4_0_ymm<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: `nb` blocks at `w`, `ymm_bytes_q4_0(32 nb)` at `a` (caller).
-    unsafe {
-        let (m4, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
-        let spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-        let (acc0, acc1) = over_pairs!(nb, _mm256_setzero_ps(), |p, both, acc| {
-            let (wb, ab) = (w.add(36 * p), a.add(YMM_PAIR_Q4_0 * p));
-            let (bits, dw_hi) = if both {
-                let bits = _mm256_loadu2_m128i(wb.add(20).cast(), wb.add(2).cast());
-                (bits, read_u16(wb.add(18)))
-            } else {
-                (_mm256_zextsi128_si256(load128(wb.add(2))), 0)
-            };
-            let lo = _mm256_and_si256(bits, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            // The starting sums: lane 0 and lane 5 of the pair broadcast, the rest zero.
-            let init = _mm256_blend_epi32::<0b0010_0001>(
-                _mm256_setzero_si256(),
-                _mm256_set1_epi64x(read_u64(ab.add(72)) as i64),
-            );
-            let sumi = if VNNI {
-                let first = _mm256_dpbusd_epi32(init, lo, load256(ab));
-                _mm256_dpbusd_epi32(first, hi, load256(ab.add(32)))
-            } else {
-                let prod = _mm256_add_epi16(
-                    _mm256_maddubs_epi16(lo, load256(ab)),
-                    _mm256_maddubs_epi16(hi, load256(ab.add(32))),
-                );
-                _mm256_add_epi32(_mm256_madd_epi16(prod, ones), init)
-            };
-            let both_dw = (u32::from(read_u16(wb)) | u32::from(dw_hi) << 16) as i32;
-            let dw = _mm_cvtph_ps(_mm_cvtsi32_si128(both_dw));
-            let da = _mm_castsi128_ps(_mm_cvtsi64_si128(read_u64(ab.add(64)) as i64));
-            let d = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_mul_ps(dw, da)), spread);
-            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc)
-        });
-        hsum_ps(_mm256_add_ps(acc0, acc1))
-    }
 }
 
 /// `Σ x y` per 4 bytes as i32, by `|x|` · `y` signed by `x` (exact when `y` holds no -128).
@@ -334,6 +230,136 @@ unsafe fn q8_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -
     }
 }
 
+/// The Q4_0 layout, 320 bytes per 8 blocks: per pair of blocks 64 quant bytes, elements 0..16
+/// of the first block then of the second, then elements 16..32 likewise (a Q4_0 weight pair
+/// loads as its two 16-byte halves, low nibbles then high); then the 8 scales as f32 and the 8
+/// starting sums `-8 Σ y` as i32, both in the lane order of [`q4_0_octet`]'s sums
+/// ([`Q4_0_LANES`]). 40 bytes per block, as the former pair layout. Compact on purpose:
+/// decoding from DRAM slowed with the activation bytes read per row (a first Q8_0 layout, 128
+/// bytes per pair of blocks, took Q8_0 from 25 to 13 GB/s of weights while faster in cache).
+const OCTET_Q4_0: usize = 320;
+
+/// The block of each lane of [`q4_0_octet`]'s sums.
+const Q4_0_LANES: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+
+fn octet_bytes_q4_0(k: usize) -> usize {
+    (k / 32).div_ceil(8) * OCTET_Q4_0
+}
+
+fn prepare_q4_0_octets(k: usize, acts: &[u8], out: &mut [u8]) {
+    check_prepare("prepare_q4_0_octets", k, acts, out, octet_bytes_q4_0(k));
+    out.fill(0);
+    for b in 0..k / 32 {
+        let (qs, d, sum) = act_block(acts, b);
+        let (octet, j) = (&mut out[b / 8 * OCTET_Q4_0..][..OCTET_Q4_0], b % 8);
+        let (pair, half) = (&mut octet[64 * (j / 2)..][..64], j % 2);
+        pair[16 * half..][..16].copy_from_slice(&qs[..16]);
+        pair[32 + 16 * half..][..16].copy_from_slice(&qs[16..]);
+        let lane = Q4_0_LANES
+            .iter()
+            .position(|&l| l == j)
+            .expect("every block has a lane");
+        octet[256 + 4 * lane..][..4].copy_from_slice(&d.to_le_bytes());
+        octet[288 + 4 * lane..][..4].copy_from_slice(&(-8 * sum).to_le_bytes());
+    }
+}
+
+/// Q4_0 weights · the octet layout, `count` (≤ 8) blocks: per pair of blocks the pair body's
+/// integer part (one 2 × 16-byte load, the nibbles unsigned as they are; `vpmaddubsw` twice,
+/// the products added as i16, at most 4 · 15 · 127, one `vpmaddwd`; or two `vpdpbusd`), lanes
+/// 0..4 the first block and 4..8 the second; the four pairs' vectors reduced to one lane per
+/// block (blocks [`Q4_0_LANES`]) by two levels of unpack-and-add; then the prepared starting
+/// sums added, the 8 weight scales widened by one `vcvtph2ps` and multiplied by the prepared
+/// f32 scales, one conversion and one FMA per 8 blocks. Returns the scales and the sums as f32.
+#[inline(always)]
+unsafe fn q4_0_octet<const VNNI: bool>(
+    count: usize,
+    w: *const u8,
+    a: *const u8,
+    m4: __m256i,
+    ones: __m256i,
+) -> (__m256, __m256) {
+    // SAFETY: `count` (≤ 8) blocks at `w` and one octet at `a` (caller).
+    unsafe {
+        // Macros, not closures: closures would not inherit the caller's target features.
+        macro_rules! pair_sums {
+            ($p:expr) => {{
+                let (wb, ab) = (w.add(36 * $p), a.add(64 * $p));
+                let bits = if 2 * $p + 1 < count {
+                    _mm256_loadu2_m128i(wb.add(20).cast(), wb.add(2).cast())
+                } else if 2 * $p < count {
+                    _mm256_zextsi128_si256(load128(wb.add(2)))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let lo = _mm256_and_si256(bits, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                if VNNI {
+                    let first = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, load256(ab));
+                    _mm256_dpbusd_epi32(first, hi, load256(ab.add(32)))
+                } else {
+                    let prod = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, load256(ab)),
+                        _mm256_maddubs_epi16(hi, load256(ab.add(32))),
+                    );
+                    _mm256_madd_epi16(prod, ones)
+                }
+            }};
+        }
+        macro_rules! scale {
+            ($j:expr) => {
+                if $j < count {
+                    u64::from(read_u16(w.add(18 * $j)))
+                } else {
+                    0
+                }
+            };
+        }
+        // [b0 b2 b0 b2 | b1 b3 b1 b3], [b4 b6 b4 b6 | b5 b7 b5 b7], then [b0 b2 b4 b6 | b1 b3 b5 b7].
+        let h0 = add_unpacked_epi32(pair_sums!(0), pair_sums!(1));
+        let h1 = add_unpacked_epi32(pair_sums!(2), pair_sums!(3));
+        let total = _mm256_add_epi32(add_unpacked_epi64(h0, h1), load256(a.add(288)));
+        let lo = scale!(0) | scale!(2) << 16 | scale!(4) << 32 | scale!(6) << 48;
+        let hi = scale!(1) | scale!(3) << 16 | scale!(5) << 32 | scale!(7) << 48;
+        let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
+        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(a.add(256).cast()));
+        (d, _mm256_cvtepi32_ps(total))
+    }
+}
+
+/// Runs [`q4_0_octet`] over `nb` blocks, two accumulators.
+#[inline(always)]
+unsafe fn q4_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: `nb` blocks at `w`, `octet_bytes_q4_0(32 nb)` at `a` (caller).
+    unsafe {
+        let (m4, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (full, at) = (nb / 8, |g: usize| (w.add(144 * g), a.add(OCTET_Q4_0 * g)));
+        let mut g = 0;
+        while g + 2 <= full {
+            let (wg, ag) = at(g);
+            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
+            acc0 = _mm256_fmadd_ps(d, s, acc0);
+            let (wg, ag) = at(g + 1);
+            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
+            acc1 = _mm256_fmadd_ps(d, s, acc1);
+            g += 2;
+        }
+        if g < full {
+            let (wg, ag) = at(g);
+            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
+            acc0 = _mm256_fmadd_ps(d, s, acc0);
+            g += 1;
+        }
+        if !nb.is_multiple_of(8) {
+            let (wg, ag) = at(g);
+            let (d, s) = q4_0_octet::<VNNI>(nb % 8, wg, ag, m4, ones);
+            acc1 = _mm256_fmadd_ps(d, s, acc1);
+        }
+        hsum_ps(_mm256_add_ps(acc0, acc1))
+    }
+}
+
 /// Safe entries for one tier: `prepared!(name, "features", body, prepare, bytes_fn,
 /// elements_per_block, weight_bytes_per_block)`, giving a [`DecodeDot`] constant `name`.
 ///
@@ -382,9 +408,9 @@ macro_rules! tier {
         prepared!(
             Q4_0,
             $features,
-            super::q4_0_ymm::<$vnni>,
-            super::prepare_q4_0_ymm,
-            super::ymm_bytes_q4_0,
+            super::q4_0_octets::<$vnni>,
+            super::prepare_q4_0_octets,
+            super::octet_bytes_q4_0,
             32,
             18
         );
