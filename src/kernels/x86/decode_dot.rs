@@ -3,7 +3,8 @@
 //! depend only on the activations move out of the per-row loop.
 //!
 //! Q4_0 and Q8_0: two blocks per register, the activations in the matching order (see below).
-//! Q4_K (VNNI tier): one sub-block per 128-bit lane, so that two quant registers share scales.
+//! Q4_K: the mins' activation sums per sub-block and the f32 scale prepared; on the VNNI tier
+//! also one sub-block per 128-bit lane, so that two quant registers share their scales.
 //! F16 has none: with the activations widened once to f32 the dot converts only the weights,
 //! but reads twice the activation bytes; in L1 that was no faster (AVX-512 141 vs 146 ns per
 //! 4096, AVX2 200 vs 147), and the n = 1 matmul 4096×4096 from L3/DRAM fell from 1.0× to 0.64×
@@ -269,23 +270,35 @@ unsafe fn q8_0_ymm<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f
 // `vpdpbusd` sum a pair into one register (each i32 within 8·15·128, an i16) and one
 // `vpackssdw` + `vpdpwssd` scales two pairs (2 per block; plain: 4). The mins term takes each
 // sub-block's activation sum (two Q8_K `bsums`), prepared as 8 i16 (one 128-bit `vpmaddwd`).
-// VNNI tier only: on AVX2 the same layout, the pair's i16 products added before one
-// `vpmaddwd` with a `vpshufb` scale operand (86 instructions per block against 96), ran
-// slower than the plain dot (82 against 79.5 ns per 4096): 8 `vpsrlvq` and 4 `vpshufb` per
-// block crowd the shift/shuffle pipes that the plain dot leaves to its 4 shifts.
+// The AVX2 tier keeps the plain dot's body on quants in element order (the lane layout, the
+// pair's i16 products added before one `vpmaddwd` with a `vpshufb` scale operand, took 86
+// instructions per block against 96 but ran 82 against 79.5 ns per 4096: its 8 `vpsrlvq` and 4
+// `vpshufb` per block crowd the shift/shuffle pipes where the plain body has 4 shifts); its
+// gains are the mins term (128-bit, no widening shuffle) and one index for both rows.
 
 /// Bytes of a Q8_K activation block (f32 scale, 256 quants, 16 i16 sums).
 const Q8_K_BYTES: usize = 292;
-/// Bytes of a prepared Q4_K activation block: the 256 quants in the order above, the 8
+/// Bytes of a prepared Q4_K activation block: the 256 quants (lane or element order), the 8
 /// sub-block sums as i16 (at 256), the scale as f32 (at 272), 12 bytes of padding (blocks keep
-/// the quants 32-byte aligned to each other). Less than the plain 292.
+/// the quants 32-byte aligned to each other, and 288 = 2 · 144 lets one index address both
+/// rows). Less than the plain 292.
 const BLOCK_Q4_K: usize = 288;
 
 fn bytes_q4_k(k: usize) -> usize {
     k / 256 * BLOCK_Q4_K
 }
 
-fn prepare_q4_k(k: usize, acts: &[u8], out: &mut [u8]) {
+/// The prepared Q4_K layout with the quants in the lane order (VNNI tier).
+fn prepare_q4_k_lanes(k: usize, acts: &[u8], out: &mut [u8]) {
+    prepare_q4_k::<true>(k, acts, out);
+}
+
+/// The prepared Q4_K layout with the quants in element order (AVX2 tier).
+fn prepare_q4_k_in_order(k: usize, acts: &[u8], out: &mut [u8]) {
+    prepare_q4_k::<false>(k, acts, out);
+}
+
+fn prepare_q4_k<const LANES: bool>(k: usize, acts: &[u8], out: &mut [u8]) {
     assert!(
         k.is_multiple_of(256) && acts.len() == k / 256 * Q8_K_BYTES && out.len() == bytes_q4_k(k),
         "prepare_q4_k: {k} activations need whole blocks, {} + {} bytes (got {} + {})",
@@ -300,7 +313,10 @@ fn prepare_q4_k(k: usize, acts: &[u8], out: &mut [u8]) {
         .zip(out.chunks_exact_mut(BLOCK_Q4_K))
     {
         let qs = &src[4..260];
-        for j in 0..4 {
+        if !LANES {
+            dst[..256].copy_from_slice(qs);
+        }
+        for j in (0..4).filter(|_| LANES) {
             // Register r of pair j: elements 16r..16r + 16 of sub-blocks 2j, then 2j + 1.
             for r in 0..2 {
                 for half in 0..2 {
@@ -392,6 +408,44 @@ unsafe fn q4_k_lanes_vnni(nb: usize, w: *const u8, a: *const u8) -> f32 {
     }
 }
 
+/// Q4_K weights · the prepared layout in element order, on AVX2: the plain dot's body (see
+/// `dot.rs`'s `k4_dot`), the mins term from the 8 prepared sub-block sums (one 128-bit
+/// `vpmaddwd` of the zero-extended mins, no `vpshufb` widening), and one index for both rows
+/// (the prepared blocks are twice the weight blocks' 144 bytes).
+#[inline(always)]
+unsafe fn q4_k_in_order_avx2(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: `nb` blocks at `w`, `bytes_q4_k(256 nb)` at `a` (caller).
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm_setzero_ps();
+        for i in 0..nb {
+            let (wb, ab) = (w.add(144 * i), a.add(BLOCK_Q4_K * i));
+            let dd = _mm256_mul_ps(
+                _mm256_cvtph_ps(_mm_set1_epi32(read_u32(wb) as i32)),
+                _mm256_set1_ps(read_f32(ab.add(272))),
+            );
+            let (scales, mins) = super::dot::k4_scales_mins_parts(wb.add(4));
+            let m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+            let prod_m = _mm_madd_epi16(m16, load128(ab.add(256)));
+            let dmin = _mm_movehdup_ps(_mm256_castps256_ps128(dd));
+            acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod_m), acc_m);
+            let qs = wb.add(16);
+            let mut q = [[_mm256_setzero_si256(); 2]; 4];
+            for (j, pair) in q.iter_mut().enumerate() {
+                let bits = load256(qs.add(32 * j));
+                pair[0] = _mm256_and_si256(bits, m4);
+                pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            }
+            let unused = _mm256_setzero_si256();
+            let sumi = super::dot::k4_dot::<Avx2Mac, true>(q, unused, scales, ab);
+            acc = _mm256_fmadd_ps(_mm256_moveldup_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+        hsum_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+    }
+}
+
 /// Safe entries for one tier: `prepared!(name, "features", body, prepare, bytes_fn,
 /// elements_per_block, weight_bytes_per_block)`, giving a [`DecodeDot`] constant `name`.
 ///
@@ -433,7 +487,7 @@ macro_rules! prepared {
 
 /// One tier's prepared dots and its [`DecodeKernels`](crate::kernels::DecodeKernels) table:
 /// the same 256-bit bodies, with `vpdpbusd` where `$vnni`; `q4_k` is the tier's Q4_K entry
-/// (defined beside the tier: the VNNI tier only).
+/// (defined beside the tier: the two tiers' bodies and quant orders differ).
 macro_rules! tier {
     ($features:literal, $vnni:literal, q4_k: $q4_k:expr) => {
         use crate::kernels::DecodeKernels;
@@ -467,7 +521,16 @@ macro_rules! tier {
 
 /// The AVX2 tier's prepared dots (AVX2 + FMA + F16C).
 pub(crate) mod avx2 {
-    tier!("avx2,fma,f16c", false, q4_k: None);
+    tier!("avx2,fma,f16c", false, q4_k: Some(Q4_K));
+    prepared!(
+        Q4_K,
+        "avx2,fma,f16c",
+        super::q4_k_in_order_avx2,
+        super::prepare_q4_k_in_order,
+        super::bytes_q4_k,
+        256,
+        144
+    );
 }
 
 /// The AVX-512 tier's prepared dots (F + BW + VL + VNNI, with AVX2 + FMA + F16C).
@@ -481,7 +544,7 @@ pub(crate) mod avx512 {
         Q4_K,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
         super::q4_k_lanes_vnni,
-        super::prepare_q4_k,
+        super::prepare_q4_k_lanes,
         super::bytes_q4_k,
         256,
         144

@@ -323,7 +323,7 @@ unsafe fn k4_dot_vnni<M: Mac>(q: [[__m256i; 2]; 4], sc: __m256i, y: *const u8) -
 /// register (scales in memory, broadcast per sub-block, cost two store-forwarding round trips
 /// on every block's critical path). Two accumulators, so a VNNI `vpdpwssd` chain is 4 deep.
 #[inline(always)]
-unsafe fn k4_dot<M: Mac, const TIMES4: bool>(
+pub(super) unsafe fn k4_dot<M: Mac, const TIMES4: bool>(
     q: [[__m256i; 2]; 4],
     sc: __m256i,
     scales: [u64; 2],
