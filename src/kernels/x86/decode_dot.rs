@@ -403,8 +403,8 @@ unsafe fn q4_k_lanes_vnni(nb: usize, w: *const u8, a: *const u8) -> f32 {
             let d = _mm256_moveldup_ps(dd);
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
-        let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-        hsum_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+        // One horizontal sum per row (the mins in the low lanes).
+        hsum_ps(_mm256_sub_ps(acc, _mm256_zextps128_ps256(acc_m)))
     }
 }
 
@@ -441,8 +441,8 @@ unsafe fn q4_k_in_order_avx2(nb: usize, w: *const u8, a: *const u8) -> f32 {
             let sumi = super::dot::k4_dot::<Avx2Mac, true>(q, unused, scales, ab);
             acc = _mm256_fmadd_ps(_mm256_moveldup_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
         }
-        let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-        hsum_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+        // One horizontal sum per row (the mins in the low lanes).
+        hsum_ps(_mm256_sub_ps(acc, _mm256_zextps128_ps256(acc_m)))
     }
 }
 
