@@ -512,9 +512,10 @@ impl fmt::Display for DotCase {
     }
 }
 
+/// Every supported tier and ggml, for the types of [`types`] (`LLAVA_BENCH_TYPES` applies).
 fn dot_cases() -> Vec<DotCase> {
     let mut out = Vec::new();
-    for ty in TYPES {
+    for ty in types() {
         for tier in Tier::supported() {
             out.push(DotCase {
                 ty,

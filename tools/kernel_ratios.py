@@ -11,6 +11,7 @@ each ratio compares two figures of the same run.
     tools/kernel_ratios.py --tiers avx512 --filters matmul_n1 vec_dot
     tools/kernel_ratios.py --filters matmul_n512 --full   # every type at n = 512
     tools/kernel_ratios.py --filters dram memory_bandwidth
+    tools/kernel_ratios.py --bin /tmp/kernels-main --filters vec_dot_4096   # a saved binary
 
 The machine should be idle: `uptime` is printed before and after each run.
 """
@@ -88,14 +89,15 @@ def fmt_time(s):
     return f"{s / 1e-9:.4g} ns"
 
 
-def run_tier(tier, filters, full, raw):
+def run_tier(tier, filters, full, raw, binary=None):
     env = dict(os.environ, LLAVA_CPU=tier)
     if full:
         env["LLAVA_BENCH_FULL"] = "1"
     else:
         env.pop("LLAVA_BENCH_FULL", None)
     before = uptime()
-    text = sh(["cargo", "bench", "--bench", "kernels", "--", *filters], env)
+    cmd = [binary, "--bench"] if binary else ["cargo", "bench", "--bench", "kernels", "--"]
+    text = sh([*cmd, *filters], env)
     if raw:
         Path(f"{raw}.{tier}.txt").write_text(text)
     return parse(text), before, uptime()
@@ -181,12 +183,15 @@ def main():
                     help="LLAVA_BENCH_FULL=1: every type at n = 512 (slow)")
     ap.add_argument("--stat", choices=STATS, default="median")
     ap.add_argument("--raw", help="also save divan's output of each tier to RAW.TIER.txt")
+    ap.add_argument("--bin", help="run this built bench binary (e.g. a copy of another branch's "
+                    "target/release/deps/kernels-*) instead of `cargo bench`")
     args = ap.parse_args()
-    sh(["cargo", "bench", "--bench", "kernels", "--no-run"])
+    if not args.bin:
+        sh(["cargo", "bench", "--bench", "kernels", "--no-run"])
     print(f"`tools/kernel_ratios.py --tiers {args.tiers} --filters {' '.join(args.filters)}"
           f"{' --full' if args.full else ''} --stat {args.stat}`")
     for tier in args.tiers.split(","):
-        results, before, after = run_tier(tier.strip(), args.filters, args.full, args.raw)
+        results, before, after = run_tier(tier.strip(), args.filters, args.full, args.raw, args.bin)
         print_tables(tier.strip(), results, args.stat, before, after)
 
 

@@ -284,6 +284,7 @@ pub struct DecodeDot {
 pub struct DecodeKernels {
     pub q4_0: Option<DecodeDot>,
     pub q8_0: Option<DecodeDot>,
+    pub q4_k: Option<DecodeDot>,
 }
 
 impl DecodeKernels {
@@ -291,6 +292,7 @@ impl DecodeKernels {
     pub const NONE: DecodeKernels = DecodeKernels {
         q4_0: None,
         q8_0: None,
+        q4_k: None,
     };
 
     /// The prepared dot for `w_type`, if the tier has one.
@@ -298,6 +300,7 @@ impl DecodeKernels {
         match w_type {
             GgmlType::Q4_0 => self.q4_0,
             GgmlType::Q8_0 => self.q8_0,
+            GgmlType::Q4_K => self.q4_k,
             _ => None,
         }
     }

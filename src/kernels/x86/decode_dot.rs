@@ -4,6 +4,8 @@
 //!
 //! Q4_0 and Q8_0: eight blocks per step, reduced to one lane per block, the activations in the
 //! matching order (see below).
+//! Q4_K: the mins' activation sums per sub-block and the f32 scale prepared; on the VNNI tier
+//! also one sub-block per 128-bit lane, so that two quant registers share their scales.
 //! F16 has none: with the activations widened once to f32 the dot converts only the weights,
 //! but reads twice the activation bytes; in L1 that was no faster (AVX-512 141 vs 146 ns per
 //! 4096, AVX2 200 vs 147), and the n = 1 matmul 4096×4096 from L3/DRAM fell from 1.0× to 0.64×
@@ -360,6 +362,194 @@ unsafe fn q4_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -
     }
 }
 
+// ---- Q4_K · Q8_K -----------------------------------------------------------------------------
+//
+// The 32 quant bytes of pair j of a Q4_K block hold sub-block 2j in their low nibbles and 2j + 1
+// in their high ones, so the plain dots multiply each sub-block's 32 quants on their own and
+// scale each product: per block 8 `vpmaddwd` with a scale row each (AVX2), or 4 `vpackssdw` +
+// `vpdpwssd` (VNNI). Here each 128-bit lane of a quant register holds one sub-block: 16 quant
+// bytes broadcast to both lanes, the high lane shifted by 4 (`vpsrlvq`), masked, so a pair is
+// the registers [2j | 2j + 1] of elements 0..16 and [2j | 2j + 1] of elements 16..32, and the
+// prepared activations are in that order. Both registers of a pair take the same scales, so two
+// `vpdpbusd` sum a pair into one register (each i32 within 8·15·128, an i16) and one
+// `vpackssdw` + `vpdpwssd` scales two pairs (2 per block; plain: 4). The mins term takes each
+// sub-block's activation sum (two Q8_K `bsums`), prepared as 8 i16 (one 128-bit `vpmaddwd`).
+// The AVX2 tier keeps the plain dot's body on quants in element order (the lane layout, the
+// pair's i16 products added before one `vpmaddwd` with a `vpshufb` scale operand, took 86
+// instructions per block against 96 but ran 82 against 79.5 ns per 4096: its 8 `vpsrlvq` and 4
+// `vpshufb` per block crowd the shift/shuffle pipes where the plain body has 4 shifts); its
+// gains are the mins term (128-bit, no widening shuffle) and one index for both rows.
+
+/// Bytes of a Q8_K activation block (f32 scale, 256 quants, 16 i16 sums).
+const Q8_K_BYTES: usize = 292;
+/// Bytes of a prepared Q4_K activation block: the 256 quants (lane or element order), the 8
+/// sub-block sums as i16 (at 256), the scale as f32 (at 272), 12 bytes of padding (blocks keep
+/// the quants 32-byte aligned to each other, and 288 = 2 · 144 lets one index address both
+/// rows). Less than the plain 292.
+const BLOCK_Q4_K: usize = 288;
+
+fn bytes_q4_k(k: usize) -> usize {
+    k / 256 * BLOCK_Q4_K
+}
+
+/// The prepared Q4_K layout with the quants in the lane order (VNNI tier).
+fn prepare_q4_k_lanes(k: usize, acts: &[u8], out: &mut [u8]) {
+    prepare_q4_k::<true>(k, acts, out);
+}
+
+/// The prepared Q4_K layout with the quants in element order (AVX2 tier).
+fn prepare_q4_k_in_order(k: usize, acts: &[u8], out: &mut [u8]) {
+    prepare_q4_k::<false>(k, acts, out);
+}
+
+fn prepare_q4_k<const LANES: bool>(k: usize, acts: &[u8], out: &mut [u8]) {
+    assert!(
+        k.is_multiple_of(256) && acts.len() == k / 256 * Q8_K_BYTES && out.len() == bytes_q4_k(k),
+        "prepare_q4_k: {k} activations need whole blocks, {} + {} bytes (got {} + {})",
+        k / 256 * Q8_K_BYTES,
+        bytes_q4_k(k),
+        acts.len(),
+        out.len()
+    );
+    out.fill(0);
+    for (src, dst) in acts
+        .chunks_exact(Q8_K_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK_Q4_K))
+    {
+        let qs = &src[4..260];
+        if !LANES {
+            dst[..256].copy_from_slice(qs);
+        }
+        for j in (0..4).filter(|_| LANES) {
+            // Register r of pair j: elements 16r..16r + 16 of sub-blocks 2j, then 2j + 1.
+            for r in 0..2 {
+                for half in 0..2 {
+                    let from = 64 * j + 32 * half + 16 * r;
+                    let to = 64 * j + 32 * r + 16 * half;
+                    dst[to..to + 16].copy_from_slice(&qs[from..from + 16]);
+                }
+            }
+        }
+        let bsum = |g: usize| i32::from(i16::from_le_bytes([src[260 + 2 * g], src[261 + 2 * g]]));
+        for s in 0..8 {
+            // Within ±4096 for any Q8_K block (32 quants of at most 128).
+            let sum = (bsum(2 * s) + bsum(2 * s + 1)) as i16;
+            dst[256 + 2 * s..258 + 2 * s].copy_from_slice(&sum.to_le_bytes());
+        }
+        dst[272..276].copy_from_slice(&src[..4]);
+    }
+}
+
+/// The VNNI `vpshufb` controls for `vpackssdw` of pairs 2h and 2h + 1: in the low half i16
+/// lanes 0..4 take scale byte 4h (sub-block 4h), 4..8 byte 4h + 2; in the high half 4h + 1 and
+/// 4h + 3.
+const Q4_K_PACKED_SCALES: [[i8; 32]; 2] = {
+    let mut out = [[0i8; 32]; 2];
+    let mut h = 0;
+    while h < 2 {
+        let mut i = 0;
+        while i < 32 {
+            let sub = 4 * h + i / 16 + if i % 16 < 8 { 0 } else { 2 };
+            out[h][i] = if i % 2 == 1 { -128 } else { sub as i8 };
+            i += 1;
+        }
+        h += 1;
+    }
+    out
+};
+
+/// Q4_K weights · the prepared layout: per block `d Σ_j sc_j Σ q y - dmin Σ_j m_j Σ y`, the
+/// sub-blocks paired by 128-bit lanes (see above); the caller holds AVX-512 VNNI + VL.
+#[inline(always)]
+unsafe fn q4_k_lanes_vnni(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: `nb` blocks at `w`, `bytes_q4_k(256 nb)` at `a` (caller); the controls are read
+    // whole.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm_setzero_ps();
+        for i in 0..nb {
+            let (wb, ab) = (w.add(144 * i), a.add(BLOCK_Q4_K * i));
+            // (d, dmin) in every lane pair, times the activations' scale.
+            let dd = _mm256_mul_ps(
+                _mm256_cvtph_ps(_mm_set1_epi32(read_u32(wb) as i32)),
+                _mm256_set1_ps(read_f32(ab.add(272))),
+            );
+            let (scales, mins) = super::dot::k4_scales_mins_parts(wb.add(4));
+            let sc_mins = _mm_set_epi64x(mins as i64, (scales[0] | scales[1] << 32) as i64);
+            let m16 = _mm_unpackhi_epi8(sc_mins, _mm_setzero_si128());
+            let prod_m = _mm_madd_epi16(m16, load128(ab.add(256)));
+            let dmin = _mm_movehdup_ps(_mm256_castps256_ps128(dd));
+            acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod_m), acc_m);
+            let sc = _mm256_broadcastsi128_si256(sc_mins);
+            let qs = wb.add(16);
+            // Register r of pair j: 16 quant bytes, low nibbles in the low half, high ones in
+            // the high half (a macro: see `over_pairs!`).
+            macro_rules! quants {
+                ($j:expr, $r:expr) => {{
+                    let bytes = _mm256_broadcastsi128_si256(load128(qs.add(32 * $j + 16 * $r)));
+                    _mm256_and_si256(_mm256_srlv_epi64(bytes, shifts), m4)
+                }};
+            }
+            let mut pairs = [_mm256_setzero_si256(); 4];
+            for (j, pair) in pairs.iter_mut().enumerate() {
+                let y = ab.add(64 * j);
+                let first = _mm256_dpbusd_epi32(_mm256_setzero_si256(), quants!(j, 0), load256(y));
+                *pair = _mm256_dpbusd_epi32(first, quants!(j, 1), load256(y.add(32)));
+            }
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                let ctl = _mm256_loadu_si256(Q4_K_PACKED_SCALES[h].as_ptr().cast());
+                let packed = _mm256_packs_epi32(pairs[2 * h], pairs[2 * h + 1]);
+                sumi = dpwssd_ymm(sumi, packed, _mm256_shuffle_epi8(sc, ctl));
+            }
+            let d = _mm256_moveldup_ps(dd);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+        // One horizontal sum per row (the mins in the low lanes).
+        hsum_ps(_mm256_sub_ps(acc, _mm256_zextps128_ps256(acc_m)))
+    }
+}
+
+/// Q4_K weights · the prepared layout in element order, on AVX2: the plain dot's body (see
+/// `dot.rs`'s `k4_dot`), the mins term from the 8 prepared sub-block sums (one 128-bit
+/// `vpmaddwd` of the zero-extended mins, no `vpshufb` widening), and one index for both rows
+/// (the prepared blocks are twice the weight blocks' 144 bytes).
+#[inline(always)]
+unsafe fn q4_k_in_order_avx2(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: `nb` blocks at `w`, `bytes_q4_k(256 nb)` at `a` (caller).
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm_setzero_ps();
+        for i in 0..nb {
+            let (wb, ab) = (w.add(144 * i), a.add(BLOCK_Q4_K * i));
+            let dd = _mm256_mul_ps(
+                _mm256_cvtph_ps(_mm_set1_epi32(read_u32(wb) as i32)),
+                _mm256_set1_ps(read_f32(ab.add(272))),
+            );
+            let (scales, mins) = super::dot::k4_scales_mins_parts(wb.add(4));
+            let m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+            let prod_m = _mm_madd_epi16(m16, load128(ab.add(256)));
+            let dmin = _mm_movehdup_ps(_mm256_castps256_ps128(dd));
+            acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod_m), acc_m);
+            let qs = wb.add(16);
+            let mut q = [[_mm256_setzero_si256(); 2]; 4];
+            for (j, pair) in q.iter_mut().enumerate() {
+                let bits = load256(qs.add(32 * j));
+                pair[0] = _mm256_and_si256(bits, m4);
+                pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            }
+            let unused = _mm256_setzero_si256();
+            let sumi = super::dot::k4_dot::<Avx2Mac, true>(q, unused, scales, ab);
+            acc = _mm256_fmadd_ps(_mm256_moveldup_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        // One horizontal sum per row (the mins in the low lanes).
+        hsum_ps(_mm256_sub_ps(acc, _mm256_zextps128_ps256(acc_m)))
+    }
+}
+
 /// Safe entries for one tier: `prepared!(name, "features", body, prepare, bytes_fn,
 /// elements_per_block, weight_bytes_per_block)`, giving a [`DecodeDot`] constant `name`.
 ///
@@ -400,9 +590,10 @@ macro_rules! prepared {
 }
 
 /// One tier's prepared dots and its [`DecodeKernels`](crate::kernels::DecodeKernels) table:
-/// the same 256-bit bodies, with `vpdpbusd` where `$vnni`.
+/// the same 256-bit bodies, with `vpdpbusd` where `$vnni`; `q4_k` is the tier's Q4_K entry
+/// (defined beside the tier: the two tiers' bodies and quant orders differ).
 macro_rules! tier {
-    ($features:literal, $vnni:literal) => {
+    ($features:literal, $vnni:literal, q4_k: $q4_k:expr) => {
         use crate::kernels::DecodeKernels;
 
         prepared!(
@@ -427,16 +618,39 @@ macro_rules! tier {
         pub(crate) const DECODE: DecodeKernels = DecodeKernels {
             q4_0: Some(Q4_0),
             q8_0: Some(Q8_0),
+            q4_k: $q4_k,
         };
     };
 }
 
 /// The AVX2 tier's prepared dots (AVX2 + FMA + F16C).
 pub(crate) mod avx2 {
-    tier!("avx2,fma,f16c", false);
+    tier!("avx2,fma,f16c", false, q4_k: Some(Q4_K));
+    prepared!(
+        Q4_K,
+        "avx2,fma,f16c",
+        super::q4_k_in_order_avx2,
+        super::prepare_q4_k_in_order,
+        super::bytes_q4_k,
+        256,
+        144
+    );
 }
 
 /// The AVX-512 tier's prepared dots (F + BW + VL + VNNI, with AVX2 + FMA + F16C).
 pub(crate) mod avx512 {
-    tier!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+    tier!(
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        true,
+        q4_k: Some(Q4_K)
+    );
+    prepared!(
+        Q4_K,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        super::q4_k_lanes_vnni,
+        super::prepare_q4_k_lanes,
+        super::bytes_q4_k,
+        256,
+        144
+    );
 }

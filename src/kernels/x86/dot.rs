@@ -138,7 +138,7 @@ pub(super) unsafe fn q5_1<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 /// byte). Unpacked in 64-bit integer registers, both halves at once (on the vector ports, as
 /// LLVM vectorised the 32-bit form, it cost ten operations per block).
 #[inline(always)]
-unsafe fn k4_scales_mins_parts(p: *const u8) -> ([u64; 2], u64) {
+pub(super) unsafe fn k4_scales_mins_parts(p: *const u8) -> ([u64; 2], u64) {
     const LOW6: u64 = 0x3f3f_3f3f_3f3f_3f3f;
     const LOW4: u64 = 0x0f0f_0f0f;
     const LOW2: u64 = 0x0303_0303_0303_0303;
@@ -323,7 +323,7 @@ unsafe fn k4_dot_vnni<M: Mac>(q: [[__m256i; 2]; 4], sc: __m256i, y: *const u8) -
 /// register (scales in memory, broadcast per sub-block, cost two store-forwarding round trips
 /// on every block's critical path). Two accumulators, so a VNNI `vpdpwssd` chain is 4 deep.
 #[inline(always)]
-unsafe fn k4_dot<M: Mac, const TIMES4: bool>(
+pub(super) unsafe fn k4_dot<M: Mac, const TIMES4: bool>(
     q: [[__m256i; 2]; 4],
     sc: __m256i,
     scales: [u64; 2],
