@@ -614,6 +614,77 @@ fn decode_matmul_equals_the_tiers_dot_per_row() {
     }
 }
 
+/// The several-row decode dots (`DecodeDot::rows`: x86's F16 takes 4 rows at once) give
+/// every row its single-row `dot`, and the tier's plain dot, bit for bit, and agree with
+/// scalar within the rounding bound: any row count (whole groups, a remainder, none), strided
+/// rows, lengths with 8-element and scalar tails.
+#[test]
+fn several_row_decode_dots_equal_the_single_row_dot() {
+    let mut rng = rng(37);
+    let mut checked = 0;
+    for kernels in tiers() {
+        for w_type in WEIGHT_TYPES {
+            let Some(prepared) = kernels.decode_dot(w_type) else {
+                continue;
+            };
+            let Some(rows_dot) = prepared.rows else {
+                continue;
+            };
+            let block = w_type.block_size();
+            for n in [1, 7, 8, 9, 31, 32, 33, 100, 4096 + 8 + 3].map(|n| n * block) {
+                let act = activation_type(w_type).unwrap();
+                let x = realistic_f32(n, &mut rng);
+                let mut a = vec![0u8; llava::quant::row_bytes(act, n).unwrap()];
+                kernels.quantize_activations(act, &x, &mut a).unwrap();
+                let mut layout = vec![0xa5u8; (prepared.prepared_bytes)(n)];
+                (prepared.prepare)(n, &a, &mut layout);
+                let row_len = llava::quant::row_bytes(w_type, n).unwrap();
+                let stride = row_len + 6;
+                for rows in [0, 1, 2, 3, 4, 5, 7, 8, 9] {
+                    let w_rows: Vec<Vec<u8>> = (0..rows)
+                        .map(|_| {
+                            let wf: Vec<f32> = realistic_f32(n, &mut rng)
+                                .iter()
+                                .map(|v| v * 0.02)
+                                .collect();
+                            quantize(w_type, &wf)
+                        })
+                        .collect();
+                    // Strided rows, the last one without its padding.
+                    let mut w = vec![0xa5u8; (rows * stride).saturating_sub(6)];
+                    for (r, row) in w_rows.iter().enumerate() {
+                        w[r * stride..][..row_len].copy_from_slice(row);
+                    }
+                    let mut out = vec![f32::NAN; rows];
+                    rows_dot(n, &w, stride, &layout, &mut out);
+                    for (r, (got, row)) in out.iter().zip(&w_rows).enumerate() {
+                        let one = (prepared.dot)(n, row, &layout);
+                        let plain = kernels.dot(w_type, n, row, &a).unwrap();
+                        let reference = scalar().dot(w_type, n, row, &a).unwrap();
+                        let what = format!("{} {w_type} n={n} rows={rows} row {r}", kernels.tier);
+                        assert_eq!(got.to_bits(), one.to_bits(), "{what}: {got} vs dot {one}");
+                        // F16's rows keep the plain dot's arithmetic per row.
+                        if w_type == GgmlType::F16 {
+                            assert_eq!(
+                                got.to_bits(),
+                                plain.to_bits(),
+                                "{what}: {got} vs plain {plain}"
+                            );
+                        }
+                        let tol = tolerance(w_type, n, magnitude(w_type, n, row, &a), FLOAT_LANES);
+                        let diff = f64::from(got - reference).abs();
+                        assert!(diff <= tol, "{what}: {got} vs scalar {reference}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    if Tier::supported().contains(&Tier::Avx2) {
+        assert!(checked > 0, "x86 tiers have F16 several-row dots");
+    }
+}
+
 /// The decode loop's fused projections: several matrices of different types (so different
 /// activation types) and odd row counts sharing one input row, in one parallel pass, give each
 /// matrix's own `matmul` result bit for bit, on every tier, in two threads.

@@ -10,12 +10,57 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use super::matmul::QuantMatrix;
-use super::{KernelError, Kernels, VecDotFn, activation_type, bytes_of};
+use super::{DotRowsFn, KernelError, Kernels, VecDotFn, activation_type, bytes_of};
 use crate::GgmlType;
 
 /// Target bytes of weights per parallel task for n = 1: small enough for many tasks (load
 /// balance), large enough to amortise scheduling.
 pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
+
+/// Where the dot takes several rows at once ([`DotRowsFn`]: x86's F16 takes 4, each from
+/// its own contiguous part of the task's rows), a task holds [`ROW_STREAMS`] parts of at least
+/// [`ROW_STREAM_BYTES`] each: long sequential streams for the hardware prefetchers.
+const ROW_STREAMS: usize = 4;
+const ROW_STREAM_BYTES: usize = 128 * 1024;
+
+/// The dot an n = 1 matmul runs over a task's rows: several at once, or one by one.
+#[derive(Clone, Copy)]
+enum RowDot {
+    Rows(DotRowsFn),
+    One(VecDotFn),
+}
+
+impl RowDot {
+    /// Weight rows per parallel task for rows of `row_bytes`.
+    fn chunk_rows(self, row_bytes: usize) -> usize {
+        let row_bytes = row_bytes.max(1);
+        match self {
+            RowDot::Rows(_) => ROW_STREAMS * ROW_STREAM_BYTES.div_ceil(row_bytes),
+            RowDot::One(_) => (DECODE_CHUNK_BYTES / row_bytes).clamp(1, 256),
+        }
+    }
+
+    /// `out[i] = dot(W[first + i], acts)`.
+    fn run(
+        self,
+        k: usize,
+        data: &[u8],
+        row_bytes: usize,
+        first: usize,
+        acts: &[u8],
+        out: &mut [f32],
+    ) {
+        let rows = &data[first * row_bytes..(first + out.len()) * row_bytes];
+        match self {
+            RowDot::Rows(dot) => dot(k, rows, row_bytes, acts, out),
+            RowDot::One(dot) => {
+                for (i, v) in out.iter_mut().enumerate() {
+                    *v = dot(k, &rows[i * row_bytes..(i + 1) * row_bytes], acts);
+                }
+            }
+        }
+    }
+}
 
 /// The dot an n = 1 matmul of `w_type` runs and the activation bytes it takes: the tier's
 /// [`DecodeDot`](super::DecodeDot) on `acts` prepared, or its plain dot on `acts` as they are.
@@ -24,16 +69,19 @@ fn decode_input<'a>(
     w_type: GgmlType,
     k: usize,
     acts: &'a [u8],
-) -> Result<(VecDotFn, Cow<'a, [u8]>), KernelError> {
+) -> Result<(RowDot, Cow<'a, [u8]>), KernelError> {
     if let Some(prepared) = kernels.decode_dot(w_type) {
         let mut out = vec![0u8; (prepared.prepared_bytes)(k)];
         (prepared.prepare)(k, acts, &mut out);
-        return Ok((prepared.dot, Cow::Owned(out)));
+        let dot = prepared
+            .rows
+            .map_or(RowDot::One(prepared.dot), RowDot::Rows);
+        return Ok((dot, Cow::Owned(out)));
     }
     let dot = kernels
         .vec_dot(w_type)
         .ok_or(KernelError::UnsupportedWeightType(w_type))?;
-    Ok((dot, Cow::Borrowed(acts)))
+    Ok((RowDot::One(dot), Cow::Borrowed(acts)))
 }
 
 /// `y[r] = dot(W[r], acts)` for every row; `acts` is one activation row already converted to
@@ -47,16 +95,10 @@ pub(super) fn matmul_decode(
     let (k, row_bytes, data) = (w.k(), w.row_bytes(), w.data());
     let (dot, acts) = decode_input(kernels, w.ty(), k, acts)?;
     let acts = &acts[..];
-    let chunk_rows = (DECODE_CHUNK_BYTES / row_bytes).clamp(1, 256);
+    let chunk_rows = dot.chunk_rows(row_bytes);
     y.par_chunks_mut(chunk_rows)
         .enumerate()
-        .for_each(|(chunk, out)| {
-            let first = chunk * chunk_rows;
-            for (i, v) in out.iter_mut().enumerate() {
-                let row = &data[(first + i) * row_bytes..(first + i + 1) * row_bytes];
-                *v = dot(k, row, acts);
-            }
-        });
+        .for_each(|(chunk, out)| dot.run(k, data, row_bytes, chunk * chunk_rows, acts, out));
     Ok(())
 }
 
@@ -106,7 +148,7 @@ pub fn matmul_vec_many(
     }
     // Each weight type's dot and input (prepared once per weight type met), and which of
     // them each matrix takes.
-    let mut inputs: Vec<(GgmlType, VecDotFn, Cow<'_, [u8]>)> = Vec::new();
+    let mut inputs: Vec<(GgmlType, RowDot, Cow<'_, [u8]>)> = Vec::new();
     let mut input_of: Vec<usize> = Vec::with_capacity(ws.len());
     for w in ws {
         let ty = w.ty();
@@ -123,25 +165,21 @@ pub fn matmul_vec_many(
         input_of.push(inputs.len());
         inputs.push((ty, dot, input));
     }
-    let per_matrix: Vec<(VecDotFn, &[u8])> = input_of
+    let per_matrix: Vec<(RowDot, &[u8])> = input_of
         .iter()
         .map(|&at| (inputs[at].1, &inputs[at].2[..]))
         .collect();
     // Tasks of about DECODE_CHUNK_BYTES of weights: (matrix, first row, its outputs).
     let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
     for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
-        let chunk_rows = (DECODE_CHUNK_BYTES / w.row_bytes().max(1)).clamp(1, 256);
+        let chunk_rows = per_matrix[i].0.chunk_rows(w.row_bytes());
         for (c, out) in y.chunks_mut(chunk_rows).enumerate() {
             tasks.push((i, c * chunk_rows, out));
         }
     }
     tasks.into_par_iter().for_each(|(i, first, out)| {
         let (w, (dot, a)) = (&ws[i], per_matrix[i]);
-        let (k, row_bytes, data) = (w.k(), w.row_bytes(), w.data());
-        for (r, v) in out.iter_mut().enumerate() {
-            let at = (first + r) * row_bytes;
-            *v = dot(k, &data[at..at + row_bytes], a);
-        }
+        dot.run(w.k(), w.data(), w.row_bytes(), first, a, out);
     });
     Ok(())
 }

@@ -203,6 +203,11 @@ pub enum KernelError {
 /// (an entry panics otherwise; the checked entry point is [`Kernels::dot`]).
 pub type VecDotFn = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 
+/// `out.len()` weight rows of `n` elements, the first at `w[0..]` and each `row_bytes` after
+/// the previous, dotted with one (prepared) activation row: `out[r] = dot(n, row r, a)`, equal
+/// bit for bit to the [`DecodeDot`]'s `dot` of each row. Panics if a slice is too short.
+pub type DotRowsFn = fn(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]);
+
 /// Converts an f32 row to an activation type's bytes (Q8_0, Q8_1, Q8_K, F16, BF16, F32).
 /// `x.len()` is a whole number of blocks and `out` exactly its bytes (an entry panics
 /// otherwise; the checked entry point is [`Kernels::quantize_activations`]).
@@ -274,17 +279,22 @@ pub struct DecodeDot {
     /// One weight row (`n` elements, as stored in GGUF) with a prepared row of `n` activations;
     /// panics if either is shorter.
     pub dot: VecDotFn,
+    /// Several rows at once, sharing each activation load among them (and reading several
+    /// weight streams at once from memory); `None`: n = 1 loops `dot` over the rows.
+    pub rows: Option<DotRowsFn>,
 }
 
 /// Optional [`DecodeDot`]s per weight type; `None` means n = 1 uses the plain [`VecDotFn`].
 /// Only the types some tier fills have a field (a prepared layout that reads more activation
 /// bytes per row slows decoding from DRAM, so one is added where it measures faster there too;
-/// F16's f32 layout did not, see `x86/decode_dot.rs`).
+/// F16's is its activation row as it is, for its several-row dot: an f32 layout did not help,
+/// see `x86/decode_dot.rs`).
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeKernels {
     pub q4_0: Option<DecodeDot>,
     pub q8_0: Option<DecodeDot>,
     pub q4_k: Option<DecodeDot>,
+    pub f16: Option<DecodeDot>,
 }
 
 impl DecodeKernels {
@@ -293,6 +303,7 @@ impl DecodeKernels {
         q4_0: None,
         q8_0: None,
         q4_k: None,
+        f16: None,
     };
 
     /// The prepared dot for `w_type`, if the tier has one.
@@ -301,6 +312,7 @@ impl DecodeKernels {
             GgmlType::Q4_0 => self.q4_0,
             GgmlType::Q8_0 => self.q8_0,
             GgmlType::Q4_K => self.q4_k,
+            GgmlType::F16 => self.f16,
             _ => None,
         }
     }
