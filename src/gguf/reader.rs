@@ -75,13 +75,12 @@ impl GgufFile {
     }
 
     /// Reads the file at `path` into anonymous memory and parses it: for weights read in full
-    /// over and over, as decoding does. A 7B Q4_K_M decode reads ~13% faster from such memory
-    /// than from the page cache's pages of a mapping (BENCHMARKS.md, "Decode end to end,
-    /// Q4_K_M"): on Linux the memory is advised for transparent huge pages (fewer TLB misses
-    /// over gigabytes streamed per token), and even 4 KiB anonymous pages, taken from free
-    /// memory in runs, read faster than page-cache pages scattered wherever the file was cached.
-    /// Costs one copy at load (about a second per 4 GB from the page cache) and the file's size
-    /// in memory that cannot be paged back to the file.
+    /// over and over, as decoding does: a 7B Q4_K_M decode ran ~8% faster (mean of 9 runs each,
+    /// ±10% run to run) from such memory than from the page-cache pages of a mapping
+    /// (BENCHMARKS.md, "Decode end to end, Q4_K_M"); why was not isolated. Huge-page advice
+    /// gave no more and its compaction stalled loading by up to 7 s, so the pages are plain.
+    /// Costs a copy at load (~2 s per 4 GB from the page cache) and the file's size in memory
+    /// that cannot be paged back to the file.
     pub fn read_into_memory(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
         let mut file = File::open(path).map_err(|e| GgufError::io(path, e))?;
@@ -93,10 +92,6 @@ impl GgufFile {
             FileBytes::Owned(Vec::new())
         } else {
             let mut memory = MmapMut::map_anon(len).map_err(|e| GgufError::io(path, e))?;
-            // Before the first write, so that the pages are faulted in as huge pages where the
-            // kernel allows ("madvise" or "always" mode). A refusal only costs speed.
-            #[cfg(target_os = "linux")]
-            let _ = memory.advise(Advice::HugePage);
             file.read_exact(&mut memory)
                 .map_err(|e| GgufError::io(path, e))?;
             FileBytes::Loaded(
