@@ -369,7 +369,7 @@ proptest! {
 }
 
 #[test]
-fn released_tensor_pages_read_back_unchanged() {
+fn released_tensor_pages_read_back_unchanged_mapped_or_in_memory() {
     let dir = temp_dir();
     let path = dir.path().join("pages.gguf");
     // Several pages per tensor, so the release covers whole pages inside the map.
@@ -384,16 +384,22 @@ fn released_tensor_pages_read_back_unchanged() {
     data.write_tensor("b", &b).unwrap();
     data.finish().unwrap();
 
-    let file = GgufFile::open(&path).unwrap();
-    file.advise_sequential();
-    for (name, expected) in [("a", &a), ("b", &b)] {
-        let info = file.tensor(name).unwrap();
-        assert_eq!(file.tensor_data(info), &expected[..]);
-        file.release_tensor_pages(info);
-        assert_eq!(
-            file.tensor_data(info),
-            &expected[..],
-            "{name} after release"
-        );
+    // Mapped, and read into anonymous memory, where a release must not drop the pages: they
+    // have no file behind them and would read back as zeros.
+    for (how, file) in [
+        ("mapped", GgufFile::open(&path).unwrap()),
+        ("in memory", GgufFile::read_into_memory(&path).unwrap()),
+    ] {
+        file.advise_sequential();
+        for (name, expected) in [("a", &a), ("b", &b)] {
+            let info = file.tensor(name).unwrap();
+            assert_eq!(file.tensor_data(info), &expected[..], "{how}: {name}");
+            file.release_tensor_pages(info);
+            assert_eq!(
+                file.tensor_data(info),
+                &expected[..],
+                "{how}: {name} after release"
+            );
+        }
     }
 }

@@ -239,3 +239,50 @@ fn interactive_chat_keeps_the_cache_between_turns() {
     };
     assert!(n(prompts[1]) < n(prompts[0]), "{err}");
 }
+
+/// `--load` (and `--no-mmap`) in generation and bench: the start-up line says where the weights
+/// went; a bad value or both flags at once are usage errors.
+#[test]
+fn load_flag_picks_where_the_weights_go() {
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-random-llama-q4_k_m.gguf");
+    let m = tiny.to_str().unwrap();
+    let gen_args = ["-p", "hi", "-n", "2", "--temp", "0", "-c", "64", "-t", "1"];
+    for (flags, want) in [
+        (
+            &["--load", "mmap"][..],
+            "llava: weights mapped from the file (0.01 GB; --load mmap)",
+        ),
+        (
+            &["--load", "memory"],
+            "llava: weights read into memory (0.01 GB; --load memory)",
+        ),
+        (
+            &["--no-mmap"],
+            "llava: weights read into memory (0.01 GB; --load memory)",
+        ),
+        (&[], "(--load auto: 0.01 GB + margin = 1.08 GB "),
+    ] {
+        let mut args = vec!["-m", m];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&gen_args);
+        let out = llava(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{flags:?}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+        let bench = ["bench", "-m", m, "-p", "0", "-n", "1", "-r", "1", "-t", "1"];
+        let mut args = bench.to_vec();
+        args.extend_from_slice(flags);
+        let out = llava(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "bench {flags:?}: {err}");
+        assert!(err.contains(want), "bench {flags:?}: {err}");
+    }
+    let out = llava(&["-m", m, "--load", "disk", "-p", "hi"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auto, memory, mmap"), "{err}");
+    let out = llava(&["-m", m, "--load", "mmap", "--no-mmap", "-p", "hi"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be used with"), "{err}");
+}

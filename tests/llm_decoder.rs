@@ -2,13 +2,16 @@
 //! equations (RMSNorm, rope on adjacent pairs, causal grouped-query attention, SwiGLU), KV-cache
 //! consistency (one batch = token by token = uneven batches; the cache growing as positions are
 //! written, rewritten after a truncation), f16 vs f32 cache, context limits,
-//! the bundled Q4_K_M file, and errors naming bad files.
+//! the bundled Q4_K_M file (the same bits with the weights in memory or mapped), and errors
+//! naming bad files (truncated ones in both storages).
 
 use std::path::Path;
 
 use llava::GgmlType;
 use llava::gguf::{GgufValue, GgufWriter};
-use llava::llm::{CacheType, KvCache, LlamaModel, LlmError, Output, Trace};
+use llava::llm::{
+    CacheType, KvCache, LlamaModel, LlmError, LoadMode, Output, Trace, WeightStorage,
+};
 
 struct Shape {
     n_vocab: usize,
@@ -556,4 +559,76 @@ fn bundled_q4_k_m_file_decodes_consistently() {
     // Q8_K activations are quantized per row in both paths; the batch path uses the GEMM tiles.
     assert!(err < 1e-4, "{err}");
     assert!(all.logits.iter().all(|v| v.is_finite()));
+}
+
+/// Both storages of the weights (read into memory, mapped) decode the bundled file to the same
+/// bits, and say where the weights went.
+#[test]
+fn in_memory_and_mapped_weights_give_identical_logits() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-random-llama-q4_k_m.gguf");
+    let prompt = [1u32, 15043, 3186, 29892, 920, 526, 366];
+    let logits = |mode: LoadMode, storage: WeightStorage| {
+        let model = LlamaModel::load_with(&path, mode).unwrap();
+        let choice = model.load_choice().copied().unwrap();
+        assert_eq!((choice.mode, choice.storage), (mode, storage));
+        let mut s = model.session(64, CacheType::F16).unwrap();
+        let mut out = s.eval_tokens(&prompt, Output::All).unwrap().logits;
+        // And one decoded token after the prompt (the single-row path).
+        out.extend_from_slice(
+            s.eval_tokens(&[29871], Output::Last)
+                .unwrap()
+                .last_logits()
+                .unwrap(),
+        );
+        out
+    };
+    let in_memory = logits(LoadMode::Memory, WeightStorage::Memory);
+    let mapped = logits(LoadMode::Mmap, WeightStorage::Mapped);
+    assert_eq!(in_memory.len(), (prompt.len() + 1) * 32000);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&in_memory) == bits(&mapped), "logits differ");
+    // Auto takes one of the two (by the memory free now) and still decodes the same bits.
+    let auto = LlamaModel::load(&path).unwrap();
+    let choice = *auto.load_choice().unwrap();
+    assert_eq!(choice.mode, LoadMode::Auto);
+    assert_eq!(choice.file_bytes, std::fs::metadata(&path).unwrap().len());
+    assert!(bits(&logits(LoadMode::Auto, choice.storage)) == bits(&mapped));
+}
+
+/// A file cut short (in its header, in its tensor data, or empty) is an error naming the file in
+/// both storages, never a panic; the intact file loads afterwards.
+#[test]
+fn truncated_files_are_clear_errors_in_memory_and_mapped() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-random-llama-q4_k_m.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (what, len) in [
+        ("empty", 0),
+        ("in the magic", 3),
+        ("in the header", 1000),
+        ("in the tensor data", bytes.len() / 2),
+        ("one byte short", bytes.len() - 1),
+    ] {
+        let cut = dir.path().join(format!("cut-{len}.gguf"));
+        std::fs::write(&cut, &bytes[..len]).unwrap();
+        for mode in [LoadMode::Memory, LoadMode::Mmap, LoadMode::Auto] {
+            let e = LlamaModel::load_with(&cut, mode).err();
+            let e = e
+                .unwrap_or_else(|| panic!("{what}, {mode:?}: loaded"))
+                .to_string();
+            assert!(
+                e.contains(&format!("cut-{len}.gguf")),
+                "{what}, {mode:?}: {e}"
+            );
+        }
+    }
+    // The missing file: the error names it before any storage is chosen.
+    let e = LlamaModel::load_with(dir.path().join("nope.gguf"), LoadMode::Memory)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("nope.gguf"), "{e}");
+    for mode in [LoadMode::Memory, LoadMode::Mmap] {
+        assert!(LlamaModel::load_with(&path, mode).is_ok(), "{mode:?}");
+    }
 }

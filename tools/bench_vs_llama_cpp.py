@@ -60,10 +60,10 @@ def llama_bench(bin_dir, model, test, n, threads, reps):
     return (*median_sd(rows[0]["samples_ts"]), out.rss_mib)
 
 
-def llava_bench(llava, model, test, n, threads, reps):
+def llava_bench(llava, model, test, n, threads, reps, load=()):
     p, g = (n, 0) if test == "pp" else (0, n)
     out = run([llava, "bench", "-m", model, "-p", str(p), "-n", str(g), "-t", str(threads),
-               "-r", str(reps), "--json"])
+               "-r", str(reps), "--json", *load])
     rows = json.loads(out.stdout)
     return (*median_sd(rows[0]["samples_ts"]), out.rss_mib)
 
@@ -120,7 +120,10 @@ def main():
     ap.add_argument("--bandwidth-gbs", type=float, help="two-thread read bandwidth, for the decode bound")
     ap.add_argument("--next-mmproj", type=Path, help="LLaVA-NeXT mmproj: time one 672x672 image + 32 tokens")
     ap.add_argument("--startup", action="store_true", help="time load + a 1-token reply per --model")
+    ap.add_argument("--llava-load", choices=["auto", "memory", "mmap"],
+                    help="llava's --load for the language model (default: llava's own, auto)")
     args = ap.parse_args()
+    load = ["--load", args.llava_load] if args.llava_load else []
     if not args.llava.exists():
         sys.exit(f"{args.llava} is missing: cargo build --release")
     if args.mmproj and not args.mmproj_llm:
@@ -132,7 +135,7 @@ def main():
             if n == 0:  # e.g. -p 0 -n 0 with --next-mmproj: the NeXT job only
                 continue
             theirs = llama_bench(args.llama_cpp_bin, model, test, n, args.threads, args.repetitions)
-            ours = llava_bench(args.llava, model, test, n, args.threads, args.repetitions)
+            ours = llava_bench(args.llava, model, test, n, args.threads, args.repetitions, load)
             extra = ""
             if test == "tg" and args.bandwidth_gbs:
                 bound = args.bandwidth_gbs * 1e9 / model.stat().st_size
@@ -155,7 +158,7 @@ def main():
             theirs = next_job([args.llama_cpp_bin / "llama-completion", "-m", model, "-p", "Hello", "-n", "1",
                                "-t", str(args.threads), "--temp", "0", "-no-cnv"], LLAMA_EVAL_RE, args.repetitions)
             ours = next_job([args.llava, "-m", model, "-p", "Hello", "-n", "1", "-t", str(args.threads),
-                             "--temp", "0", "--chat-template", "raw"], LLAVA_GEN_RE, args.repetitions)
+                             "--temp", "0", "--chat-template", "raw", *load], LLAVA_GEN_RE, args.repetitions)
             jobs.append((model.name, "start-up (load + 1 token)", theirs, ours))
     if args.next_mmproj:
         if not args.model:

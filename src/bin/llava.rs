@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use llava::chat::ChatTemplate;
 use llava::chat_session::{Chat, ChatOptions, Turn, stop_message};
 use llava::gguf::{GgufFile, inspect};
-use llava::llm::{CacheType, LlamaModel};
+use llava::llm::CacheType;
 use llava::sampler::{Sampler, SamplerParams};
 use llava::tokenizer::{SpaceStyle, Tokenizer};
 use llava::vision::{
@@ -22,6 +22,8 @@ use llava::vision::{
 
 #[path = "llava/bench.rs"]
 mod bench;
+#[path = "llava/load_args.rs"]
+mod load_args;
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +64,8 @@ struct GenerateArgs {
     /// mmproj; see models/demo/README.md).
     #[arg(short = 'm', long = "model")]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    load: load_args::LoadArgs,
     /// The prompt (the user's message; the chat template wraps it).
     #[arg(short = 'p', long = "prompt")]
     prompt: Option<String>,
@@ -176,7 +180,7 @@ fn generate_in_pool(args: &GenerateArgs) -> Result<(), String> {
 
     let started = Instant::now();
     let model = match &args.model {
-        Some(path) => LlamaModel::load(path).map_err(|e| e.to_string())?,
+        Some(path) => load_args::load_model(path, &args.load)?,
         None => embedded::llm()?,
     };
     let tokenizer = Tokenizer::from_gguf(model.file())

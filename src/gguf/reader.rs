@@ -3,9 +3,10 @@
 //! compiled into the program (the embedded demo model).
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Advice, Mmap};
+use memmap2::{Advice, Mmap, MmapOptions};
 
 use super::error::GgufError;
 use super::header::{GgufHeader, MetadataEntry, TensorInfo};
@@ -16,6 +17,8 @@ use super::value::GgufValue;
 enum FileBytes {
     /// A read-only mapping of a file (page-aligned).
     Mapped(Mmap),
+    /// The file read into anonymous memory, read-only once filled (page-aligned).
+    Loaded(Mmap),
     /// A buffer read or built in memory.
     Owned(Vec<u8>),
     /// Bytes in the program image (`include_bytes!`), aligned to the file's alignment.
@@ -25,7 +28,7 @@ enum FileBytes {
 impl FileBytes {
     fn as_slice(&self) -> &[u8] {
         match self {
-            FileBytes::Mapped(map) => map,
+            FileBytes::Mapped(map) | FileBytes::Loaded(map) => map,
             FileBytes::Owned(bytes) => bytes,
             FileBytes::Static(bytes) => bytes,
         }
@@ -62,6 +65,47 @@ impl GgufFile {
             // (llama.cpp included) assumes of model files.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| GgufError::io(path, e))?;
             FileBytes::Mapped(map)
+        };
+        let header = GgufHeader::parse(bytes.as_slice())?;
+        Ok(GgufFile {
+            bytes,
+            header,
+            origin: Origin::Path(path.to_owned()),
+        })
+    }
+
+    /// Reads the file at `path` into anonymous memory and parses it: for weights read in full
+    /// over and over, as decoding does: a 7B Q4_K_M decode ran ~8% faster (mean of 9 runs each,
+    /// ±10% run to run) from such memory than from the page-cache pages of a mapping
+    /// (BENCHMARKS.md, "Decode end to end, Q4_K_M"); why was not isolated. Huge-page advice
+    /// gave no more and its compaction stalled loading by up to 7 s, so the pages are plain.
+    /// Costs a copy at load (~2 s per 4 GB from the page cache) and the file's size in memory
+    /// that cannot be paged back to the file.
+    pub fn read_into_memory(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref();
+        let mut file = File::open(path).map_err(|e| GgufError::io(path, e))?;
+        let len = file.metadata().map_err(|e| GgufError::io(path, e))?.len();
+        let len = usize::try_from(len).map_err(|_| {
+            GgufError::io(path, std::io::Error::from(std::io::ErrorKind::OutOfMemory))
+        })?;
+        let bytes = if len == 0 {
+            FileBytes::Owned(Vec::new())
+        } else {
+            // Populated up front (Linux `MAP_POPULATE`): one pass of the kernel instead of a
+            // fault per page during the read, which took 7B Q4_K_M's load from 2.8-4.5 s to
+            // 1.7-2.7 s (4.08 GB from the page cache, BENCHMARKS.md).
+            let mut memory = MmapOptions::new()
+                .len(len)
+                .populate()
+                .map_anon()
+                .map_err(|e| GgufError::io(path, e))?;
+            file.read_exact(&mut memory)
+                .map_err(|e| GgufError::io(path, e))?;
+            FileBytes::Loaded(
+                memory
+                    .make_read_only()
+                    .map_err(|e| GgufError::io(path, e))?,
+            )
         };
         let header = GgufHeader::parse(bytes.as_slice())?;
         Ok(GgufFile {
@@ -141,7 +185,8 @@ impl GgufFile {
     /// Tells the OS that `info`'s data will not be read again soon, so its pages can leave this
     /// process's resident memory. Streaming tools (the quantizer, the converter) call it after
     /// each tensor, so their peak memory does not grow with the model. A later read of the
-    /// tensor still works: the pages are read from the file again. No-op for in-memory files.
+    /// tensor still works: the pages are read from the file again. No-op for in-memory files
+    /// (those of [`GgufFile::read_into_memory`] included: their pages have no file behind them).
     pub fn release_tensor_pages(&self, info: &TensorInfo) {
         let FileBytes::Mapped(map) = &self.bytes else {
             return;

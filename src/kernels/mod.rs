@@ -21,6 +21,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub mod attend;
 mod decode;
 mod gemm;
 pub mod matmul;
@@ -350,6 +351,8 @@ pub struct Kernels {
     pub act: ActKernels,
     /// Element-wise activation loops (SwiGLU, quick GELU).
     pub unary: unary::UnaryKernels,
+    /// Decode attention's loops over KV-cache rows.
+    pub attend: attend::AttendKernels,
 }
 
 /// The weight types with a dot-product kernel, in [`DotKernels`] field order.

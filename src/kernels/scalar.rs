@@ -31,6 +31,7 @@ pub const KERNELS: Kernels = Kernels {
     decode: DecodeKernels::NONE,
     act: ACT,
     unary: super::unary::PORTABLE,
+    attend: super::attend::PORTABLE,
 };
 
 /// Scalar dot products.

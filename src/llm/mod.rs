@@ -4,6 +4,7 @@
 //! - [`config`]: hyper-parameters from metadata;
 //! - [`weights`]: tensors located in the file (never copied);
 //! - [`kv_cache`]: f16 or f32 keys/values for `n_ctx` positions;
+//! - [`load`]: weights read into memory or mapped ([`LoadMode`]), and why;
 //! - [`forward`]: one batch of positions through every layer;
 //! - [`session`]: a model plus a cache: evaluate tokens or embeddings at the current position;
 //! - [`trace`]: named intermediates (llama.cpp's names) for dumps.
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod forward;
 pub mod kv_cache;
+pub mod load;
 pub mod session;
 pub mod trace;
 pub mod weights;
@@ -19,6 +21,7 @@ use std::path::Path;
 
 pub use config::LlmConfig;
 pub use kv_cache::{CacheType, KvCache};
+pub use load::{LoadChoice, LoadMode, WeightStorage};
 pub use session::{Evaluated, Output, Session};
 pub use trace::{Trace, TracedTensor};
 pub use weights::{LayerWeights, LlmWeights};
@@ -64,18 +67,46 @@ pub enum LlmError {
     Invalid(String),
 }
 
-/// A loaded decoder: the file (mmap), its configuration and where its weights are.
+/// A loaded decoder: the file (in memory or mapped), its configuration and where its weights are.
 pub struct LlamaModel {
     file: GgufFile,
     config: LlmConfig,
     weights: LlmWeights,
+    load_choice: Option<LoadChoice>,
 }
 
 impl LlamaModel {
-    /// Opens and checks the model at `path` (weights stay in the file's mmap).
+    /// Loads and checks the model at `path` with [`LoadMode::Auto`]: read into memory when it
+    /// fits in the available memory with a margin (decoding streams every weight once per
+    /// token, faster from anonymous memory than from the page cache), mapped otherwise.
     pub fn load(path: impl AsRef<Path>) -> Result<LlamaModel, LlmError> {
+        LlamaModel::load_with(path, LoadMode::Auto)
+    }
+
+    /// Opens and checks the model at `path`, its weights left in the file's mapping (nothing
+    /// copied: pages the OS can drop and read again, for a model larger than free memory).
+    pub fn load_mapped(path: impl AsRef<Path>) -> Result<LlamaModel, LlmError> {
+        LlamaModel::load_with(path, LoadMode::Mmap)
+    }
+
+    /// Loads and checks the model at `path`, its weights where `mode` says
+    /// ([`load::choose_storage`]); [`LlamaModel::load_choice`] tells where they went and why.
+    /// A failed load (missing, unreadable, truncated or invalid file) is an error naming the
+    /// file, and leaves nothing behind: the memory read into is freed.
+    pub fn load_with(path: impl AsRef<Path>, mode: LoadMode) -> Result<LlamaModel, LlmError> {
         let path = path.as_ref();
-        let file = GgufFile::open(path).map_err(|e| match e {
+        let io_error = |e| ModelFileError::from(crate::gguf::GgufError::io(path, e));
+        let file_bytes = std::fs::metadata(path).map_err(io_error)?.len();
+        let available = match mode {
+            LoadMode::Auto => load::available_memory(),
+            LoadMode::Memory | LoadMode::Mmap => None,
+        };
+        let choice = load::choose_storage(mode, file_bytes, available);
+        let file = match choice.storage {
+            WeightStorage::Memory => GgufFile::read_into_memory(path),
+            WeightStorage::Mapped => GgufFile::open(path),
+        };
+        let file = file.map_err(|e| match e {
             // I/O errors name the path already; parse errors do not.
             e @ crate::gguf::GgufError::Io { .. } => ModelFileError::from(e),
             e => ModelFileError::Invalid {
@@ -83,7 +114,9 @@ impl LlamaModel {
                 what: e.to_string(),
             },
         })?;
-        LlamaModel::from_file(file)
+        let mut model = LlamaModel::from_file(file)?;
+        model.load_choice = Some(choice);
+        Ok(model)
     }
 
     pub fn from_file(file: GgufFile) -> Result<LlamaModel, LlmError> {
@@ -93,7 +126,14 @@ impl LlamaModel {
             file,
             config,
             weights,
+            load_choice: None,
         })
+    }
+
+    /// Where [`LlamaModel::load_with`] put the weights and why (`None` for
+    /// [`LlamaModel::from_file`]); its `Display` is the start-up log line.
+    pub fn load_choice(&self) -> Option<&LoadChoice> {
+        self.load_choice.as_ref()
     }
 
     pub fn file(&self) -> &GgufFile {

@@ -3,15 +3,15 @@
 //! gathered or transposed copies of K and V and no nested matmuls: the batched path
 //! ([`super::attention`] for several queries) converts each head's keys and values to f32
 //! matrices first, which cost ~3 ms per 7B layer at 128 positions, more than the layer's
-//! weights take to stream. f16 rows are widened 8 at a time (F16C through `half`'s slice
-//! conversion); products and sums are f32 (the softmax's sum in f64), as in the batched path.
+//! weights take to stream. The row loops are the kernel table's ([`crate::kernels::attend`]:
+//! f16 widened 8 at a time with F16C, fused multiply-adds on x86); products and sums are f32
+//! (the softmax's sum in f64), as in the batched path.
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::attention::{AttentionParams, KvRows};
 use super::softmax::softmax_in_place;
+use crate::kernels::kernels;
 
 /// `out` ([n_heads · head_dim]) = attention of the query row `q` over the first `n_kv` rows
 /// of `k` and `v`; every key is visible (the query is the last position). The caller checked
@@ -27,57 +27,25 @@ pub(super) fn one_query(
     let d = params.head_dim;
     let group = params.n_heads / params.n_kv_heads;
     let kv_width = params.n_kv_heads * d;
+    let attend = &kernels().attend;
     out.par_chunks_mut(d).enumerate().for_each(|(h, out_h)| {
-        let kvh = h / group;
+        // Head h's rows start at its key/value head's column; rows are kv_width apart.
+        let at = (h / group) * d;
         let q_h = &q[h * d..(h + 1) * d];
-        let mut row = vec![0f32; d];
         let mut scores = vec![0f32; n_kv];
-        for (j, s) in scores.iter_mut().enumerate() {
-            let at = j * kv_width + kvh * d;
-            *s = dot(q_h, widen(k, at, &mut row)) * params.scale;
+        match k {
+            KvRows::F32(k) => (attend.scores_f32)(q_h, &k[at..], kv_width, &mut scores),
+            KvRows::F16(k) => (attend.scores_f16)(q_h, &k[at..], kv_width, &mut scores),
+        }
+        for s in &mut scores {
+            *s *= params.scale;
         }
         softmax_in_place(&mut scores);
-        out_h.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            let at = j * kv_width + kvh * d;
-            for (o, &x) in out_h.iter_mut().zip(widen(v, at, &mut row)) {
-                *o += p * x;
-            }
+        match v {
+            KvRows::F32(v) => (attend.weighted_sum_f32)(&scores, &v[at..], kv_width, out_h),
+            KvRows::F16(v) => (attend.weighted_sum_f16)(&scores, &v[at..], kv_width, out_h),
         }
     });
-}
-
-/// The `buf.len()` values of `rows` from element `at`, as f32: in place for f32 rows,
-/// widened into `buf` for f16 ones.
-fn widen<'a>(rows: KvRows<'a>, at: usize, buf: &'a mut [f32]) -> &'a [f32] {
-    match rows {
-        KvRows::F32(r) => &r[at..at + buf.len()],
-        KvRows::F16(r) => {
-            let src: &[f16] = &r[at..at + buf.len()];
-            src.convert_to_f32_slice(buf);
-            buf
-        }
-    }
-}
-
-/// f32 dot product in 8 independent lanes (so LLVM vectorises it), then the lanes, then the
-/// tail in order.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut acc = [0f32; LANES];
-    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -85,6 +53,7 @@ mod tests {
     use super::*;
     use crate::ops::attention::attention;
     use crate::ops::test_util::{rel_err, values};
+    use half::f16;
 
     /// f64 attention of one query over all `n_kv` rows.
     fn reference(q: &[f32], k: &[f32], v: &[f32], n_kv: usize, p: &AttentionParams) -> Vec<f64> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use llava::bench::{BenchOptions, BenchResult, bench_image, bench_llm, peak_rss_bytes};
-use llava::llm::{CacheType, LlamaModel};
+use llava::llm::CacheType;
 use llava::vision::ClipModel;
 use serde_json::json;
 
@@ -14,6 +14,8 @@ pub struct BenchArgs {
     /// The language model GGUF file.
     #[arg(short = 'm', long = "model")]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    load: crate::load_args::LoadArgs,
     /// The mmproj GGUF file (vision tower + connector), for --image-encode.
     #[arg(long = "mmproj")]
     mmproj: Option<PathBuf>,
@@ -60,7 +62,7 @@ fn run_in_pool(args: &BenchArgs, threads: usize) -> Result<(), String> {
         .ok_or_else(|| format!("--cache-type {:?}: expected f16 or f32", args.cache_type))?;
     let mut rows: Vec<(String, BenchResult)> = Vec::new();
     if let Some(path) = &args.model {
-        let model = LlamaModel::load(path).map_err(|e| e.to_string())?;
+        let model = crate::load_args::load_model(path, &args.load)?;
         let opts = BenchOptions {
             n_prompt: args.n_prompt,
             n_gen: args.n_gen,

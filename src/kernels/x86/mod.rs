@@ -8,6 +8,7 @@
 //! multiply-accumulate (`common::Mac`), and instantiated per variant (`variant.rs`).
 
 mod act;
+mod attend;
 mod common;
 mod decode_dot;
 mod dot;

@@ -350,6 +350,7 @@ macro_rules! x86_variant {
                         quick_gelu,
                         scaled_exp,
                     },
+                    attend: crate::kernels::x86::attend::KERNELS,
                     ..base
                 }
             }
