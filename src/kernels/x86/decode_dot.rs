@@ -3,7 +3,7 @@
 //! depend only on the activations move out of the per-row loop.
 //!
 //! Q4_0 and Q8_0: eight blocks per step, reduced to one lane per block, the activations in the
-//! matching order (see below).
+//! matching order (see below); one driver (`over_octets`) runs either body (`OctetBody`).
 //! Q4_K: the mins' activation sums per sub-block and the f32 scale prepared; on the VNNI tier
 //! also one sub-block per 128-bit lane, so that two quant registers share their scales.
 //! F16: the activation row as it is (an f32 row saved no time, see below), dotted with
@@ -134,6 +134,72 @@ unsafe fn add_unpacked_epi64(a: __m256i, b: __m256i) -> __m256i {
     unsafe { _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)) }
 }
 
+/// The float part of an octet body: the 8 weight scales (f16 bits, lanes 0..4 in `lo` and
+/// 4..8 in `hi`) widened by one `vcvtph2ps` and multiplied by the 8 prepared f32 scales at
+/// `scales`, and the 8 exact integer sums `total` converted. Returns (scales, sums).
+#[inline(always)]
+unsafe fn octet_scales_sums(
+    lo: u64,
+    hi: u64,
+    scales: *const u8,
+    total: __m256i,
+) -> (__m256, __m256) {
+    // SAFETY: 32 readable bytes at `scales` (caller).
+    unsafe {
+        let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
+        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(scales.cast()));
+        (d, _mm256_cvtepi32_ps(total))
+    }
+}
+
+/// One octet layout's body: up to 8 weight blocks against one octet of prepared activations,
+/// as 8 lanes of scales and exact sums (one lane per block, zero past `count`). A trait, not a
+/// closure, so that the `#[inline(always)]` body inlines under the caller's target features.
+trait OctetBody {
+    /// Bytes of one weight block.
+    const BLOCK_BYTES: usize;
+    /// Bytes of one octet of the prepared layout.
+    const OCTET_BYTES: usize;
+
+    /// # Safety
+    /// `count` (≤ 8) blocks at `w`, one octet at `a`; the caller holds the body's features.
+    unsafe fn octet(&self, count: usize, w: *const u8, a: *const u8) -> (__m256, __m256);
+}
+
+/// Runs `body` over `nb` blocks at `w` and their octets at `a`: two accumulators taking
+/// alternate groups of 8 blocks, a last partial group into the second, one horizontal sum.
+#[inline(always)]
+unsafe fn over_octets<B: OctetBody>(body: B, nb: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: `nb` blocks at `w` and `nb.div_ceil(8)` octets at `a` (caller).
+    unsafe {
+        let at = |g: usize| (w.add(8 * B::BLOCK_BYTES * g), a.add(B::OCTET_BYTES * g));
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = nb / 8;
+        let mut g = 0;
+        while g + 2 <= full {
+            let (wg, ag) = at(g);
+            let (d, s) = body.octet(8, wg, ag);
+            acc0 = _mm256_fmadd_ps(d, s, acc0);
+            let (wg, ag) = at(g + 1);
+            let (d, s) = body.octet(8, wg, ag);
+            acc1 = _mm256_fmadd_ps(d, s, acc1);
+            g += 2;
+        }
+        if g < full {
+            let (wg, ag) = at(g);
+            let (d, s) = body.octet(8, wg, ag);
+            acc0 = _mm256_fmadd_ps(d, s, acc0);
+            g += 1;
+        }
+        if !nb.is_multiple_of(8) {
+            let (wg, ag) = at(g);
+            let (d, s) = body.octet(nb % 8, wg, ag);
+            acc1 = _mm256_fmadd_ps(d, s, acc1);
+        }
+        hsum_ps(_mm256_add_ps(acc0, acc1))
+    }
+}
+
 /// Q8_0 weights · the octet layout, `count` (≤ 8) blocks: per block one 32-byte load each
 /// side ([`q8_0_block_sums`]), the 8 blocks' i32 vectors reduced to one lane per block by two
 /// levels of unpack-and-add and one exchange of 128-bit halves; then the 8 weight scales
@@ -189,44 +255,35 @@ unsafe fn q8_0_octet<const VNNI: bool>(
         };
         let lo = scale!(0) | scale!(1) << 16 | scale!(2) << 32 | scale!(3) << 48;
         let hi = scale!(4) | scale!(5) << 16 | scale!(6) << 32 | scale!(7) << 48;
-        let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
-        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(a.add(256).cast()));
-        (d, _mm256_cvtepi32_ps(total))
+        octet_scales_sums(lo, hi, a.add(256), total)
     }
 }
 
-/// Runs [`q8_0_octet`] over `nb` blocks, two accumulators.
+/// [`q8_0_octet`] as an [`OctetBody`].
+struct Q8_0Octet<const VNNI: bool> {
+    ones: __m256i,
+}
+
+impl<const VNNI: bool> OctetBody for Q8_0Octet<VNNI> {
+    const BLOCK_BYTES: usize = Q8_0_BYTES;
+    const OCTET_BYTES: usize = octet_q8_0(VNNI);
+
+    #[inline(always)]
+    unsafe fn octet(&self, count: usize, w: *const u8, a: *const u8) -> (__m256, __m256) {
+        // SAFETY: forwarded contract.
+        unsafe { q8_0_octet::<VNNI>(count, w, a, self.ones) }
+    }
+}
+
+/// Q8_0 weights · the octet layout, `nb` blocks.
 #[inline(always)]
 unsafe fn q8_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: `nb` blocks at `w`, `octet_bytes_q8_0(32 nb)` at `a` (caller).
     unsafe {
-        let ones = _mm256_set1_epi16(1);
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let full = nb / 8;
-        let mut g = 0;
-        while g + 2 <= full {
-            let (d, s) = q8_0_octet::<VNNI>(8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            let (d, s) = q8_0_octet::<VNNI>(
-                8,
-                w.add(272 * (g + 1)),
-                a.add(octet_q8_0(VNNI) * (g + 1)),
-                ones,
-            );
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-            g += 2;
-        }
-        if g < full {
-            let (d, s) = q8_0_octet::<VNNI>(8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            g += 1;
-        }
-        if !nb.is_multiple_of(8) {
-            let (d, s) =
-                q8_0_octet::<VNNI>(nb % 8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-        }
-        hsum_ps(_mm256_add_ps(acc0, acc1))
+        let body = Q8_0Octet::<VNNI> {
+            ones: _mm256_set1_epi16(1),
+        };
+        over_octets(body, nb, w, a)
     }
 }
 
@@ -321,42 +378,37 @@ unsafe fn q4_0_octet<const VNNI: bool>(
         let total = _mm256_add_epi32(add_unpacked_epi64(h0, h1), load256(a.add(288)));
         let lo = scale!(0) | scale!(2) << 16 | scale!(4) << 32 | scale!(6) << 48;
         let hi = scale!(1) | scale!(3) << 16 | scale!(5) << 32 | scale!(7) << 48;
-        let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
-        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(a.add(256).cast()));
-        (d, _mm256_cvtepi32_ps(total))
+        octet_scales_sums(lo, hi, a.add(256), total)
     }
 }
 
-/// Runs [`q4_0_octet`] over `nb` blocks, two accumulators.
+/// [`q4_0_octet`] as an [`OctetBody`].
+struct Q4_0Octet<const VNNI: bool> {
+    m4: __m256i,
+    ones: __m256i,
+}
+
+impl<const VNNI: bool> OctetBody for Q4_0Octet<VNNI> {
+    const BLOCK_BYTES: usize = 18;
+    const OCTET_BYTES: usize = OCTET_Q4_0;
+
+    #[inline(always)]
+    unsafe fn octet(&self, count: usize, w: *const u8, a: *const u8) -> (__m256, __m256) {
+        // SAFETY: forwarded contract.
+        unsafe { q4_0_octet::<VNNI>(count, w, a, self.m4, self.ones) }
+    }
+}
+
+/// Q4_0 weights · the octet layout, `nb` blocks.
 #[inline(always)]
 unsafe fn q4_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: `nb` blocks at `w`, `octet_bytes_q4_0(32 nb)` at `a` (caller).
     unsafe {
-        let (m4, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (full, at) = (nb / 8, |g: usize| (w.add(144 * g), a.add(OCTET_Q4_0 * g)));
-        let mut g = 0;
-        while g + 2 <= full {
-            let (wg, ag) = at(g);
-            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            let (wg, ag) = at(g + 1);
-            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-            g += 2;
-        }
-        if g < full {
-            let (wg, ag) = at(g);
-            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            g += 1;
-        }
-        if !nb.is_multiple_of(8) {
-            let (wg, ag) = at(g);
-            let (d, s) = q4_0_octet::<VNNI>(nb % 8, wg, ag, m4, ones);
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-        }
-        hsum_ps(_mm256_add_ps(acc0, acc1))
+        let body = Q4_0Octet::<VNNI> {
+            m4: _mm256_set1_epi8(0x0f),
+            ones: _mm256_set1_epi16(1),
+        };
+        over_octets(body, nb, w, a)
     }
 }
 
