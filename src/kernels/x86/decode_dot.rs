@@ -3,7 +3,9 @@
 //! depend only on the activations move out of the per-row loop.
 //!
 //! Q4_0 and Q8_0: eight blocks per step, reduced to one lane per block, the activations in the
-//! matching order (see below); one driver (`over_octets`) runs either body (`OctetBody`).
+//! matching order (see below); one driver (`over_octets`) runs either body (`OctetBody`),
+//! on one row or on `R` rows at once sharing each activation load (Q8_0's several-row dot,
+//! 4 rows from 4 contiguous parts of the task, as F16's).
 //! Q4_K: the mins' activation sums per sub-block and the f32 scale prepared; on the VNNI tier
 //! also one sub-block per 128-bit lane, so that two quant registers share their scales.
 //! F16: the activation row as it is (an f32 row saved no time, see below), dotted with
@@ -391,7 +393,10 @@ unsafe fn q8_0_octet_rows<const VNNI: bool>(
     }
 }
 
-/// Q8_0 rows dotted at once.
+/// Q8_0 rows dotted at once. At n = 1, one thread, the matrices beyond L3 went from 1.0–1.34×
+/// ggml to 1.26–1.53× (11008 × 4096) and from 1.15–1.54× to 1.51–2.39× (4096 × 11008), both
+/// tiers, in cache unchanged (loaded machine, session 9). 2 rows gained at k = 4096 but lost
+/// at k = 11008 (1.22–1.39×); Q4_0 lost with 4 rows.
 const Q8_0_ROWS: usize = 4;
 
 /// The Q4_0 layout, 320 bytes per 8 blocks: per pair of blocks 64 quant bytes, elements 0..16
@@ -428,78 +433,64 @@ fn prepare_q4_0_octets(k: usize, acts: &[u8], out: &mut [u8]) {
     }
 }
 
-/// Q4_0 weights · the octet layout, `count` (≤ 8) blocks of `R` rows: per pair of blocks the
-/// pair body's integer part (one 2 × 16-byte load per row, the nibbles unsigned as they are;
-/// `vpmaddubsw` twice, the products added as i16, at most 4 · 15 · 127, one `vpmaddwd`; or two
-/// `vpdpbusd`; the two activation loads shared by the rows), lanes 0..4 the first block and
-/// 4..8 the second; per row the four pairs' vectors reduced to one lane per block (blocks
-/// [`Q4_0_LANES`]) by two levels of unpack-and-add; then the prepared starting sums added, the
-/// 8 weight scales widened by one `vcvtph2ps` and multiplied by the prepared f32 scales, one
-/// conversion and one FMA per 8 blocks. Returns per row the scales and the sums as f32.
+/// Q4_0 weights · the octet layout, `count` (≤ 8) blocks: per pair of blocks the pair body's
+/// integer part (one 2 × 16-byte load, the nibbles unsigned as they are; `vpmaddubsw` twice,
+/// the products added as i16, at most 4 · 15 · 127, one `vpmaddwd`; or two `vpdpbusd`), lanes
+/// 0..4 the first block and 4..8 the second; the four pairs' vectors reduced to one lane per
+/// block (blocks [`Q4_0_LANES`]) by two levels of unpack-and-add; then the prepared starting
+/// sums added, the 8 weight scales widened by one `vcvtph2ps` and multiplied by the prepared
+/// f32 scales, one conversion and one FMA per 8 blocks. Returns the scales and the sums as f32.
 #[inline(always)]
-unsafe fn q4_0_octet<const VNNI: bool, const R: usize>(
+unsafe fn q4_0_octet<const VNNI: bool>(
     count: usize,
     w: *const u8,
-    stride: usize,
     a: *const u8,
     m4: __m256i,
     ones: __m256i,
-) -> [(__m256, __m256); R] {
-    // SAFETY: `count` (≤ 8) blocks at every `w + r * stride` and one octet at `a` (caller).
+) -> (__m256, __m256) {
+    // SAFETY: `count` (≤ 8) blocks at `w` and one octet at `a` (caller).
     unsafe {
-        // Pair p of every row (a macro: closures would not inherit the caller's target
-        // features).
+        // Macros, not closures: closures would not inherit the caller's target features.
         macro_rules! pair_sums {
             ($p:expr) => {{
-                let ab = a.add(64 * $p);
-                let (y0, y1) = (load256(ab), load256(ab.add(32)));
-                let mut out = [_mm256_setzero_si256(); R];
-                for (r, out) in out.iter_mut().enumerate() {
-                    let wb = w.add(r * stride + 36 * $p);
-                    let bits = if 2 * $p + 1 < count {
-                        _mm256_loadu2_m128i(wb.add(20).cast(), wb.add(2).cast())
-                    } else if 2 * $p < count {
-                        _mm256_zextsi128_si256(load128(wb.add(2)))
-                    } else {
-                        _mm256_setzero_si256()
-                    };
-                    let lo = _mm256_and_si256(bits, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-                    *out = if VNNI {
-                        let first = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, y0);
-                        _mm256_dpbusd_epi32(first, hi, y1)
-                    } else {
-                        let prod = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lo, y0),
-                            _mm256_maddubs_epi16(hi, y1),
-                        );
-                        _mm256_madd_epi16(prod, ones)
-                    };
+                let (wb, ab) = (w.add(36 * $p), a.add(64 * $p));
+                let bits = if 2 * $p + 1 < count {
+                    _mm256_loadu2_m128i(wb.add(20).cast(), wb.add(2).cast())
+                } else if 2 * $p < count {
+                    _mm256_zextsi128_si256(load128(wb.add(2)))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let lo = _mm256_and_si256(bits, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                if VNNI {
+                    let first = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, load256(ab));
+                    _mm256_dpbusd_epi32(first, hi, load256(ab.add(32)))
+                } else {
+                    let prod = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, load256(ab)),
+                        _mm256_maddubs_epi16(hi, load256(ab.add(32))),
+                    );
+                    _mm256_madd_epi16(prod, ones)
                 }
-                out
             }};
         }
-        // [b0 b2 b0 b2 | b1 b3 b1 b3], [b4 b6 b4 b6 | b5 b7 b5 b7], then [b0 b2 b4 b6 | b1 b3 b5 b7].
-        let (p0, p1) = (pair_sums!(0), pair_sums!(1));
-        let h0: [__m256i; R] = std::array::from_fn(|r| add_unpacked_epi32(p0[r], p1[r]));
-        let (p2, p3) = (pair_sums!(2), pair_sums!(3));
-        let h1: [__m256i; R] = std::array::from_fn(|r| add_unpacked_epi32(p2[r], p3[r]));
-        let mut out = [(_mm256_setzero_ps(), _mm256_setzero_ps()); R];
-        for (r, out) in out.iter_mut().enumerate() {
-            let total = _mm256_add_epi32(add_unpacked_epi64(h0[r], h1[r]), load256(a.add(288)));
-            let row = w.add(r * stride);
-            let scale = |j: usize| {
-                if j < count {
-                    u64::from(read_u16(row.add(18 * j)))
+        macro_rules! scale {
+            ($j:expr) => {
+                if $j < count {
+                    u64::from(read_u16(w.add(18 * $j)))
                 } else {
                     0
                 }
             };
-            let lo = scale(0) | scale(2) << 16 | scale(4) << 32 | scale(6) << 48;
-            let hi = scale(1) | scale(3) << 16 | scale(5) << 32 | scale(7) << 48;
-            *out = octet_scales_sums(lo, hi, a.add(256), total);
         }
-        out
+        // [b0 b2 b0 b2 | b1 b3 b1 b3], [b4 b6 b4 b6 | b5 b7 b5 b7], then [b0 b2 b4 b6 | b1 b3 b5 b7].
+        let h0 = add_unpacked_epi32(pair_sums!(0), pair_sums!(1));
+        let h1 = add_unpacked_epi32(pair_sums!(2), pair_sums!(3));
+        let total = _mm256_add_epi32(add_unpacked_epi64(h0, h1), load256(a.add(288)));
+        let lo = scale!(0) | scale!(2) << 16 | scale!(4) << 32 | scale!(6) << 48;
+        let hi = scale!(1) | scale!(3) << 16 | scale!(5) << 32 | scale!(7) << 48;
+        octet_scales_sums(lo, hi, a.add(256), total)
     }
 }
 
@@ -514,16 +505,19 @@ impl<const VNNI: bool> OctetBody for Q4_0Octet<VNNI> {
     const BLOCK_BYTES: usize = 18;
     const OCTET_BYTES: usize = OCTET_Q4_0;
 
+    /// One row only: Q4_0 dotting 4 rows per pass (each activation load shared) ran slower
+    /// than one row at a time at n = 1, every shape and tier (session 9).
     #[inline(always)]
     unsafe fn octet<const R: usize>(
         self,
         count: usize,
         w: *const u8,
-        stride: usize,
+        _stride: usize,
         a: *const u8,
     ) -> [(__m256, __m256); R] {
+        const { assert!(R == 1, "Q4_0's octets take one row") };
         // SAFETY: forwarded contract.
-        unsafe { q4_0_octet::<VNNI, R>(count, w, stride, a, self.m4, self.ones) }
+        unsafe { [q4_0_octet::<VNNI>(count, w, a, self.m4, self.ones); R] }
     }
 }
 
