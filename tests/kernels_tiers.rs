@@ -614,14 +614,14 @@ fn decode_matmul_equals_the_tiers_dot_per_row() {
     }
 }
 
-/// The several-row decode dots (`DecodeDot::rows`: x86's F16 takes 4 rows at once) give
-/// every row its single-row `dot`, and the tier's plain dot, bit for bit, and agree with
+/// The several-row decode dots (`DecodeDot::rows`: x86's F16 and Q8_0 take 4 rows at once)
+/// give every row its single-row `dot` (F16: also the tier's plain dot) bit for bit, and agree with
 /// scalar within the rounding bound: any row count (whole groups, a remainder, none), strided
 /// rows, lengths with 8-element and scalar tails.
 #[test]
 fn several_row_decode_dots_equal_the_single_row_dot() {
     let mut rng = rng(37);
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for kernels in tiers() {
         for w_type in WEIGHT_TYPES {
             let Some(prepared) = kernels.decode_dot(w_type) else {
@@ -674,14 +674,19 @@ fn several_row_decode_dots_equal_the_single_row_dot() {
                         let tol = tolerance(w_type, n, magnitude(w_type, n, row, &a), FLOAT_LANES);
                         let diff = f64::from(got - reference).abs();
                         assert!(diff <= tol, "{what}: {got} vs scalar {reference}");
-                        checked += 1;
+                        checked.push(w_type);
                     }
                 }
             }
         }
     }
     if Tier::supported().contains(&Tier::Avx2) {
-        assert!(checked > 0, "x86 tiers have F16 several-row dots");
+        for ty in [GgmlType::F16, GgmlType::Q8_0] {
+            assert!(
+                checked.contains(&ty),
+                "x86 tiers have {ty} several-row dots"
+            );
+        }
     }
 }
 

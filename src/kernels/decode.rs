@@ -17,7 +17,7 @@ use crate::GgmlType;
 /// balance), large enough to amortise scheduling.
 pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
 
-/// Where the dot takes several rows at once ([`DotRowsFn`]: x86's F16 takes 4, each from
+/// Where the dot takes several rows at once ([`DotRowsFn`]: x86's F16 and Q8_0 take 4, each from
 /// its own contiguous part of the task's rows), a task holds [`ROW_STREAMS`] parts of at least
 /// [`ROW_STREAM_BYTES`] each: long sequential streams for the hardware prefetchers.
 const ROW_STREAMS: usize = 4;

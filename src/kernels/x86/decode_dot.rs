@@ -3,7 +3,9 @@
 //! depend only on the activations move out of the per-row loop.
 //!
 //! Q4_0 and Q8_0: eight blocks per step, reduced to one lane per block, the activations in the
-//! matching order (see below).
+//! matching order (see below); one driver (`over_octets`) runs either body (`OctetBody`),
+//! on one row or on `R` rows at once sharing each activation load (Q8_0's several-row dot,
+//! 4 rows from 4 contiguous parts of the task, as F16's).
 //! Q4_K: the mins' activation sums per sub-block and the f32 scale prepared; on the VNNI tier
 //! also one sub-block per 128-bit lane, so that two quant registers share their scales.
 //! F16: the activation row as it is (an f32 row saved no time, see below), dotted with
@@ -134,101 +136,268 @@ unsafe fn add_unpacked_epi64(a: __m256i, b: __m256i) -> __m256i {
     unsafe { _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)) }
 }
 
-/// Q8_0 weights · the octet layout, `count` (≤ 8) blocks: per block one 32-byte load each
-/// side ([`q8_0_block_sums`]), the 8 blocks' i32 vectors reduced to one lane per block by two
-/// levels of unpack-and-add and one exchange of 128-bit halves; then the 8 weight scales
-/// widened by one `vcvtph2ps`, one multiply by the prepared f32 scales, one conversion and one
-/// FMA per 8 blocks, where the former pair layout spent a widening, a multiply, a conversion
-/// and an FMA (and two `vpunpck`s) per 2 (per 4096: AVX2 113 → 101 ns, AVX-512 100 → 73). The integer sums are exact
-/// (below 2^20 per block); each lane is one block's `(d_w d_a) · Σ w y`, as the scalar terms.
-/// Returns the scales and the sums as f32.
+/// The float part of an octet body: the 8 weight scales (f16 bits, lanes 0..4 in `lo` and
+/// 4..8 in `hi`) widened by one `vcvtph2ps` and multiplied by the 8 prepared f32 scales at
+/// `scales`, and the 8 exact integer sums `total` converted. Returns (scales, sums).
 #[inline(always)]
-unsafe fn q8_0_octet<const VNNI: bool>(
-    count: usize,
-    w: *const u8,
-    a: *const u8,
-    ones: __m256i,
+unsafe fn octet_scales_sums(
+    lo: u64,
+    hi: u64,
+    scales: *const u8,
+    total: __m256i,
 ) -> (__m256, __m256) {
-    // SAFETY: `count` (≤ 8) blocks at `w` and one octet at `a` (caller).
+    // SAFETY: 32 readable bytes at `scales` (caller).
     unsafe {
-        // Macros, not closures: closures would not inherit the caller's target features.
-        macro_rules! sums {
-            ($j:expr) => {
-                if $j < count {
-                    let (x, y) = (load256(w.add(34 * $j + 2)), load256(a.add(32 * $j)));
-                    q8_0_block_sums::<VNNI>(x, y, ones)
-                } else {
-                    _mm256_setzero_si256()
-                }
-            };
-        }
-        macro_rules! scale {
-            ($j:expr) => {
-                if $j < count {
-                    u64::from(read_u16(w.add(34 * $j)))
-                } else {
-                    0
-                }
-            };
-        }
-        // Two blocks' lanes summed by pairs and alternated, [b0 b1 b0 b1 | b0 b1 b0 b1].
-        let h01 = add_unpacked_epi32(sums!(0), sums!(1));
-        let h23 = add_unpacked_epi32(sums!(2), sums!(3));
-        let h45 = add_unpacked_epi32(sums!(4), sums!(5));
-        let h67 = add_unpacked_epi32(sums!(6), sums!(7));
-        // [b0 b1 b2 b3 | b0 b1 b2 b3] (each half of a block's sum), likewise b4..b8.
-        let (q0, q1) = (add_unpacked_epi64(h01, h23), add_unpacked_epi64(h45, h67));
-        let total = _mm256_add_epi32(
-            _mm256_permute2x128_si256::<0x20>(q0, q1),
-            _mm256_permute2x128_si256::<0x31>(q0, q1),
-        );
-        let total = if VNNI {
-            _mm256_add_epi32(total, load256(a.add(288)))
-        } else {
-            total
-        };
-        let lo = scale!(0) | scale!(1) << 16 | scale!(2) << 32 | scale!(3) << 48;
-        let hi = scale!(4) | scale!(5) << 16 | scale!(6) << 32 | scale!(7) << 48;
         let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
-        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(a.add(256).cast()));
+        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(scales.cast()));
         (d, _mm256_cvtepi32_ps(total))
     }
 }
 
-/// Runs [`q8_0_octet`] over `nb` blocks, two accumulators.
+/// One octet layout's body: up to 8 blocks of `R` weight rows against one octet of prepared
+/// activations, each activation load shared by the `R` rows; per row 8 lanes of scales and
+/// exact sums (one lane per block, zero past `count`), the same whatever `R`. A trait, not a
+/// closure, so that the `#[inline(always)]` body inlines under the caller's target features.
+trait OctetBody: Copy {
+    /// Bytes of one weight block.
+    const BLOCK_BYTES: usize;
+    /// Bytes of one octet of the prepared layout.
+    const OCTET_BYTES: usize;
+
+    /// # Safety
+    /// `count` (≤ 8) blocks at `w + r * stride` for `r < R`, one octet at `a`; the caller
+    /// holds the body's features.
+    unsafe fn octet<const R: usize>(
+        self,
+        count: usize,
+        w: *const u8,
+        stride: usize,
+        a: *const u8,
+    ) -> [(__m256, __m256); R];
+}
+
+/// Runs `body` over `nb` blocks of `R` rows (`stride` bytes apart from `w`) and their octets at
+/// `a`, into `out[r * out_stride]`: per row two accumulators taking alternate groups of 8
+/// blocks, a last partial group into the second, one horizontal sum; so every row's result is
+/// the one-row dot's, bit for bit, whatever `R`.
+#[inline(always)]
+unsafe fn over_octets<B: OctetBody, const R: usize>(
+    body: B,
+    nb: usize,
+    w: *const u8,
+    stride: usize,
+    a: *const u8,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    // SAFETY: `nb` blocks at every `w + r * stride`, `nb.div_ceil(8)` octets at `a`, a
+    // writable float at every `out + r * out_stride` (caller).
+    unsafe {
+        let at = |g: usize| (w.add(8 * B::BLOCK_BYTES * g), a.add(B::OCTET_BYTES * g));
+        let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+        let full = nb / 8;
+        let mut g = 0;
+        while g + 2 <= full {
+            let (wg, ag) = at(g);
+            for (acc, (d, s)) in acc0.iter_mut().zip(body.octet::<R>(8, wg, stride, ag)) {
+                *acc = _mm256_fmadd_ps(d, s, *acc);
+            }
+            let (wg, ag) = at(g + 1);
+            for (acc, (d, s)) in acc1.iter_mut().zip(body.octet::<R>(8, wg, stride, ag)) {
+                *acc = _mm256_fmadd_ps(d, s, *acc);
+            }
+            g += 2;
+        }
+        if g < full {
+            let (wg, ag) = at(g);
+            for (acc, (d, s)) in acc0.iter_mut().zip(body.octet::<R>(8, wg, stride, ag)) {
+                *acc = _mm256_fmadd_ps(d, s, *acc);
+            }
+            g += 1;
+        }
+        if !nb.is_multiple_of(8) {
+            let (wg, ag) = at(g);
+            for (acc, (d, s)) in acc1.iter_mut().zip(body.octet::<R>(nb % 8, wg, stride, ag)) {
+                *acc = _mm256_fmadd_ps(d, s, *acc);
+            }
+        }
+        for r in 0..R {
+            *out.add(r * out_stride) = hsum_ps(_mm256_add_ps(acc0[r], acc1[r]));
+        }
+    }
+}
+
+/// One row of `body` (`over_octets` with one row).
+#[inline(always)]
+unsafe fn one_row<B: OctetBody>(body: B, nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let mut out = 0.0f32;
+    // SAFETY: forwarded contract; one float at `out`.
+    unsafe { over_octets::<B, 1>(body, nb, w, 0, a, &mut out, 0) };
+    out
+}
+
+/// `out.len()` consecutive rows of `nb` blocks (`row_bytes` apart), `R` at a time taken from
+/// `R` equal contiguous parts of them (as `float16_row_groups`), the rest one by one.
+#[inline(always)]
+unsafe fn octet_row_groups<B: OctetBody, const R: usize>(
+    body: B,
+    nb: usize,
+    w: *const u8,
+    row_bytes: usize,
+    a: *const u8,
+    out: &mut [f32],
+) {
+    let rows = out.len();
+    let q = rows / R;
+    let out = out.as_mut_ptr();
+    // SAFETY: `rows` rows at `w` and `rows` floats at `out` (caller); rows `i + r q` for
+    // `i < q`, `r < R` and the rest from `R q` are below `rows`.
+    unsafe {
+        for i in 0..q {
+            let (wi, oi) = (w.add(i * row_bytes), out.add(i));
+            over_octets::<B, R>(body, nb, wi, q * row_bytes, a, oi, q);
+        }
+        for r in R * q..rows {
+            over_octets::<B, 1>(body, nb, w.add(r * row_bytes), 0, a, out.add(r), 0);
+        }
+    }
+}
+
+/// Q8_0 weights · the octet layout, `count` (≤ 8) blocks of `R` rows: per block one 32-byte
+/// activation load shared by the rows and one weight load per row ([`q8_0_block_sums`]); per
+/// row the 8 blocks' i32 vectors reduced to one lane per block by two levels of unpack-and-add
+/// and one exchange of 128-bit halves; then the 8 weight scales widened by one `vcvtph2ps`,
+/// one multiply by the prepared f32 scales, one conversion and one FMA per 8 blocks, where the
+/// former pair layout spent a widening, a multiply, a conversion and an FMA (and two
+/// `vpunpck`s) per 2 (per 4096: AVX2 113 → 101 ns, AVX-512 100 → 73). The integer sums are
+/// exact (below 2^20 per block); each lane is one block's `(d_w d_a) · Σ w y`, as the scalar
+/// terms. Returns per row the scales and the sums as f32.
+#[inline(always)]
+unsafe fn q8_0_octet<const VNNI: bool, const R: usize>(
+    count: usize,
+    w: *const u8,
+    stride: usize,
+    a: *const u8,
+    ones: __m256i,
+) -> [(__m256, __m256); R] {
+    // SAFETY: `count` (≤ 8) blocks at every `w + r * stride` and one octet at `a` (caller).
+    unsafe {
+        // Block j of every row: its sums, zero past `count` (a macro: closures would not
+        // inherit the caller's target features).
+        macro_rules! sums {
+            ($j:expr) => {{
+                let mut out = [_mm256_setzero_si256(); R];
+                if $j < count {
+                    let y = load256(a.add(32 * $j));
+                    for (r, out) in out.iter_mut().enumerate() {
+                        let x = load256(w.add(r * stride + 34 * $j + 2));
+                        *out = q8_0_block_sums::<VNNI>(x, y, ones);
+                    }
+                }
+                out
+            }};
+        }
+        // Two blocks' lanes summed by pairs and alternated, [b0 b1 b0 b1 | b0 b1 b0 b1].
+        macro_rules! pair {
+            ($j:expr) => {{
+                let (even, odd) = (sums!($j), sums!($j + 1));
+                let mut out = [_mm256_setzero_si256(); R];
+                for r in 0..R {
+                    out[r] = add_unpacked_epi32(even[r], odd[r]);
+                }
+                out
+            }};
+        }
+        // [b0 b1 b2 b3 | b0 b1 b2 b3] (each half of a block's sum), likewise b4..b8.
+        let (h01, h23) = (pair!(0), pair!(2));
+        let q0: [__m256i; R] = std::array::from_fn(|r| add_unpacked_epi64(h01[r], h23[r]));
+        let (h45, h67) = (pair!(4), pair!(6));
+        let q1: [__m256i; R] = std::array::from_fn(|r| add_unpacked_epi64(h45[r], h67[r]));
+        let mut out = [(_mm256_setzero_ps(), _mm256_setzero_ps()); R];
+        for (r, out) in out.iter_mut().enumerate() {
+            let total = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(q0[r], q1[r]),
+                _mm256_permute2x128_si256::<0x31>(q0[r], q1[r]),
+            );
+            let total = if VNNI {
+                _mm256_add_epi32(total, load256(a.add(288)))
+            } else {
+                total
+            };
+            let row = w.add(r * stride);
+            let scale = |j: usize| {
+                if j < count {
+                    u64::from(read_u16(row.add(34 * j)))
+                } else {
+                    0
+                }
+            };
+            let lo = scale(0) | scale(1) << 16 | scale(2) << 32 | scale(3) << 48;
+            let hi = scale(4) | scale(5) << 16 | scale(6) << 32 | scale(7) << 48;
+            *out = octet_scales_sums(lo, hi, a.add(256), total);
+        }
+        out
+    }
+}
+
+/// [`q8_0_octet`] as an [`OctetBody`].
+#[derive(Clone, Copy)]
+struct Q8_0Octet<const VNNI: bool> {
+    ones: __m256i,
+}
+
+impl<const VNNI: bool> OctetBody for Q8_0Octet<VNNI> {
+    const BLOCK_BYTES: usize = Q8_0_BYTES;
+    const OCTET_BYTES: usize = octet_q8_0(VNNI);
+
+    #[inline(always)]
+    unsafe fn octet<const R: usize>(
+        self,
+        count: usize,
+        w: *const u8,
+        stride: usize,
+        a: *const u8,
+    ) -> [(__m256, __m256); R] {
+        // SAFETY: forwarded contract.
+        unsafe { q8_0_octet::<VNNI, R>(count, w, stride, a, self.ones) }
+    }
+}
+
+/// Q8_0 weights · the octet layout, `nb` blocks.
 #[inline(always)]
 unsafe fn q8_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: `nb` blocks at `w`, `octet_bytes_q8_0(32 nb)` at `a` (caller).
     unsafe {
-        let ones = _mm256_set1_epi16(1);
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let full = nb / 8;
-        let mut g = 0;
-        while g + 2 <= full {
-            let (d, s) = q8_0_octet::<VNNI>(8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            let (d, s) = q8_0_octet::<VNNI>(
-                8,
-                w.add(272 * (g + 1)),
-                a.add(octet_q8_0(VNNI) * (g + 1)),
-                ones,
-            );
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-            g += 2;
-        }
-        if g < full {
-            let (d, s) = q8_0_octet::<VNNI>(8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            g += 1;
-        }
-        if !nb.is_multiple_of(8) {
-            let (d, s) =
-                q8_0_octet::<VNNI>(nb % 8, w.add(272 * g), a.add(octet_q8_0(VNNI) * g), ones);
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-        }
-        hsum_ps(_mm256_add_ps(acc0, acc1))
+        let body = Q8_0Octet::<VNNI> {
+            ones: _mm256_set1_epi16(1),
+        };
+        one_row(body, nb, w, a)
     }
 }
+
+/// Q8_0 weights · the octet layout, [`Q8_0_ROWS`] rows at a time (see [`octet_row_groups`]).
+#[inline(always)]
+unsafe fn q8_0_octet_rows<const VNNI: bool>(
+    nb: usize,
+    w: *const u8,
+    row_bytes: usize,
+    a: *const u8,
+    out: &mut [f32],
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let body = Q8_0Octet::<VNNI> {
+            ones: _mm256_set1_epi16(1),
+        };
+        octet_row_groups::<_, Q8_0_ROWS>(body, nb, w, row_bytes, a, out)
+    }
+}
+
+/// Q8_0 rows dotted at once. At n = 1, one thread, the matrices beyond L3 went from 1.0–1.34×
+/// ggml to 1.26–1.53× (11008 × 4096) and from 1.15–1.54× to 1.51–2.39× (4096 × 11008), both
+/// tiers, in cache unchanged (loaded machine, session 9). 2 rows gained at k = 4096 but lost
+/// at k = 11008 (1.22–1.39×); Q4_0 lost with 4 rows.
+const Q8_0_ROWS: usize = 4;
 
 /// The Q4_0 layout, 320 bytes per 8 blocks: per pair of blocks 64 quant bytes, elements 0..16
 /// of the first block then of the second, then elements 16..32 likewise (a Q4_0 weight pair
@@ -321,42 +490,47 @@ unsafe fn q4_0_octet<const VNNI: bool>(
         let total = _mm256_add_epi32(add_unpacked_epi64(h0, h1), load256(a.add(288)));
         let lo = scale!(0) | scale!(2) << 16 | scale!(4) << 32 | scale!(6) << 48;
         let hi = scale!(1) | scale!(3) << 16 | scale!(5) << 32 | scale!(7) << 48;
-        let dw = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
-        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(a.add(256).cast()));
-        (d, _mm256_cvtepi32_ps(total))
+        octet_scales_sums(lo, hi, a.add(256), total)
     }
 }
 
-/// Runs [`q4_0_octet`] over `nb` blocks, two accumulators.
+/// [`q4_0_octet`] as an [`OctetBody`].
+#[derive(Clone, Copy)]
+struct Q4_0Octet<const VNNI: bool> {
+    m4: __m256i,
+    ones: __m256i,
+}
+
+impl<const VNNI: bool> OctetBody for Q4_0Octet<VNNI> {
+    const BLOCK_BYTES: usize = 18;
+    const OCTET_BYTES: usize = OCTET_Q4_0;
+
+    /// One row only: Q4_0 dotting 4 rows per pass (each activation load shared) ran slower
+    /// than one row at a time at n = 1, every shape and tier (session 9).
+    #[inline(always)]
+    unsafe fn octet<const R: usize>(
+        self,
+        count: usize,
+        w: *const u8,
+        _stride: usize,
+        a: *const u8,
+    ) -> [(__m256, __m256); R] {
+        const { assert!(R == 1, "Q4_0's octets take one row") };
+        // SAFETY: forwarded contract.
+        unsafe { [q4_0_octet::<VNNI>(count, w, a, self.m4, self.ones); R] }
+    }
+}
+
+/// Q4_0 weights · the octet layout, `nb` blocks.
 #[inline(always)]
 unsafe fn q4_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: `nb` blocks at `w`, `octet_bytes_q4_0(32 nb)` at `a` (caller).
     unsafe {
-        let (m4, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (full, at) = (nb / 8, |g: usize| (w.add(144 * g), a.add(OCTET_Q4_0 * g)));
-        let mut g = 0;
-        while g + 2 <= full {
-            let (wg, ag) = at(g);
-            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            let (wg, ag) = at(g + 1);
-            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-            g += 2;
-        }
-        if g < full {
-            let (wg, ag) = at(g);
-            let (d, s) = q4_0_octet::<VNNI>(8, wg, ag, m4, ones);
-            acc0 = _mm256_fmadd_ps(d, s, acc0);
-            g += 1;
-        }
-        if !nb.is_multiple_of(8) {
-            let (wg, ag) = at(g);
-            let (d, s) = q4_0_octet::<VNNI>(nb % 8, wg, ag, m4, ones);
-            acc1 = _mm256_fmadd_ps(d, s, acc1);
-        }
-        hsum_ps(_mm256_add_ps(acc0, acc1))
+        let body = Q4_0Octet::<VNNI> {
+            m4: _mm256_set1_epi8(0x0f),
+            ones: _mm256_set1_epi16(1),
+        };
+        one_row(body, nb, w, a)
     }
 }
 
@@ -670,11 +844,50 @@ unsafe fn float16_row_groups<const R: usize>(
 }
 
 /// Safe entries for one tier: `prepared!(name, "features", body, prepare, bytes_fn,
-/// elements_per_block, weight_bytes_per_block)`, giving a [`DecodeDot`] constant `name`.
+/// elements_per_block, weight_bytes_per_block)`, giving a [`DecodeDot`] constant `name`; with
+/// `rows: rows_body` its several-row dot too.
 ///
 /// [`DecodeDot`]: crate::kernels::DecodeDot
 macro_rules! prepared {
     ($name:ident, $features:literal, $body:path, $prepare:path, $bytes:path, $elems:expr, $w_bytes:expr) => {
+        prepared!(@ $name, $features, $body, $prepare, $bytes, $elems, $w_bytes, None);
+    };
+    ($name:ident, $features:literal, $body:path, $prepare:path, $bytes:path, $elems:expr, $w_bytes:expr, rows: $rows_body:path) => {
+        prepared!(@ $name, $features, $body, $prepare, $bytes, $elems, $w_bytes, Some({
+            #[target_feature(enable = $features)]
+            unsafe fn groups(nb: usize, w: *const u8, row_bytes: usize, a: *const u8, out: &mut [f32]) {
+                // SAFETY: forwarded contract; the features are enabled on this function.
+                unsafe { $rows_body(nb, w, row_bytes, a, out) }
+            }
+
+            /// Safe entry: checks the lengths.
+            fn rows(n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+                let nb = n / $elems;
+                let needed = match out.len() {
+                    0 => 0,
+                    rows => (rows - 1) * row_bytes + nb * $w_bytes,
+                };
+                assert!(
+                    n.is_multiple_of($elems)
+                        && row_bytes >= nb * $w_bytes
+                        && w.len() >= needed
+                        && a.len() >= $bytes(n),
+                    "{} (rows): {} rows of {n} elements {row_bytes} bytes apart need whole blocks \
+                     and {needed} + {} bytes (got {} + {})",
+                    stringify!($name),
+                    out.len(),
+                    $bytes(n),
+                    w.len(),
+                    a.len()
+                );
+                // SAFETY: only reachable through a kernel table built after detecting this
+                // tier's features; every row is in bounds (checked above).
+                unsafe { groups(nb, w.as_ptr(), row_bytes, a.as_ptr(), out) }
+            }
+            rows as crate::kernels::DotRowsFn
+        }));
+    };
+    (@ $name:ident, $features:literal, $body:path, $prepare:path, $bytes:path, $elems:expr, $w_bytes:expr, $rows:expr) => {
         pub(crate) const $name: crate::kernels::DecodeDot = {
             #[target_feature(enable = $features)]
             unsafe fn body(nb: usize, w: *const u8, a: *const u8) -> f32 {
@@ -703,7 +916,7 @@ macro_rules! prepared {
                 prepared_bytes: $bytes,
                 prepare: $prepare,
                 dot,
-                rows: None,
+                rows: $rows,
             }
         };
     };
@@ -800,7 +1013,8 @@ macro_rules! tier {
             super::prepare_q8_0_octets::<$vnni>,
             super::octet_bytes_q8_0::<$vnni>,
             32,
-            34
+            34,
+            rows: super::q8_0_octet_rows::<$vnni>
         );
 
         prepared_f16!(F16, $features);
