@@ -706,13 +706,7 @@ unsafe fn q4_k_in_order_avx2(nb: usize, w: *const u8, a: *const u8) -> f32 {
             let prod_m = _mm_madd_epi16(m16, load128(ab.add(256)));
             let dmin = _mm_movehdup_ps(_mm256_castps256_ps128(dd));
             acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod_m), acc_m);
-            let qs = wb.add(16);
-            let mut q = [[_mm256_setzero_si256(); 2]; 4];
-            for (j, pair) in q.iter_mut().enumerate() {
-                let bits = load256(qs.add(32 * j));
-                pair[0] = _mm256_and_si256(bits, m4);
-                pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            }
+            let q = super::dot::q4_k_sub_blocks(wb.add(16), m4);
             let unused = _mm256_setzero_si256();
             let sumi = super::dot::k4_dot::<Avx2Mac, true>(q, unused, scales, ab);
             acc = _mm256_fmadd_ps(_mm256_moveldup_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
