@@ -550,7 +550,10 @@ unsafe fn q4_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -
 // pair's i16 products added before one `vpmaddwd` with a `vpshufb` scale operand, took 86
 // instructions per block against 96 but ran 82 against 79.5 ns per 4096: its 8 `vpsrlvq` and 4
 // `vpshufb` per block crowd the shift/shuffle pipes where the plain body has 4 shifts); its
-// gains are the mins term (128-bit, no widening shuffle) and one index for both rows.
+// gains are the mins term (128-bit, no widening shuffle), one index for both rows and
+// `(d, dmin)` widened in 128 bits. Two rows per pass (`DecodeDot::rows`), the scales unpacked
+// with vector shuffles, and fewer `vpmaddwd` after i16 reductions all ran slower: the vector
+// operations bound this body, not its integer ones (docs/kernels.md).
 
 /// Bytes of a Q8_K activation block (f32 scale, 256 quants, 16 i16 sums).
 const Q8_K_BYTES: usize = 292;
