@@ -550,7 +550,10 @@ unsafe fn q4_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -
 // pair's i16 products added before one `vpmaddwd` with a `vpshufb` scale operand, took 86
 // instructions per block against 96 but ran 82 against 79.5 ns per 4096: its 8 `vpsrlvq` and 4
 // `vpshufb` per block crowd the shift/shuffle pipes where the plain body has 4 shifts); its
-// gains are the mins term (128-bit, no widening shuffle) and one index for both rows.
+// gains are the mins term (128-bit, no widening shuffle), one index for both rows and
+// `(d, dmin)` widened in 128 bits. Two rows per pass (`DecodeDot::rows`), the scales unpacked
+// with vector shuffles, and fewer `vpmaddwd` after i16 reductions all ran slower: the vector
+// operations bound this body, not its integer ones (docs/kernels.md).
 
 /// Bytes of a Q8_K activation block (f32 scale, 256 quants, 16 i16 sums).
 const Q8_K_BYTES: usize = 292;
@@ -697,25 +700,22 @@ unsafe fn q4_k_in_order_avx2(nb: usize, w: *const u8, a: *const u8) -> f32 {
         let mut acc_m = _mm_setzero_ps();
         for i in 0..nb {
             let (wb, ab) = (w.add(144 * i), a.add(BLOCK_Q4_K * i));
-            let dd = _mm256_mul_ps(
-                _mm256_cvtph_ps(_mm_set1_epi32(read_u32(wb) as i32)),
-                _mm256_set1_ps(read_f32(ab.add(272))),
+            // (d, dmin) widened in 128 bits (one operation; the 256-bit `vcvtph2ps` is two),
+            // times the activations' scale, then d broadcast: the same products as in 256 bits.
+            let dd = _mm_mul_ps(
+                _mm_cvtph_ps(_mm_cvtsi32_si128(read_u32(wb) as i32)),
+                _mm_set1_ps(read_f32(ab.add(272))),
             );
             let (scales, mins) = super::dot::k4_scales_mins_parts(wb.add(4));
             let m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
             let prod_m = _mm_madd_epi16(m16, load128(ab.add(256)));
-            let dmin = _mm_movehdup_ps(_mm256_castps256_ps128(dd));
+            let dmin = _mm_permute_ps::<0b01_01_01_01>(dd);
             acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod_m), acc_m);
-            let qs = wb.add(16);
-            let mut q = [[_mm256_setzero_si256(); 2]; 4];
-            for (j, pair) in q.iter_mut().enumerate() {
-                let bits = load256(qs.add(32 * j));
-                pair[0] = _mm256_and_si256(bits, m4);
-                pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            }
+            let q = super::dot::q4_k_sub_blocks(wb.add(16), m4);
             let unused = _mm256_setzero_si256();
             let sumi = super::dot::k4_dot::<Avx2Mac, true>(q, unused, scales, ab);
-            acc = _mm256_fmadd_ps(_mm256_moveldup_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+            let d = _mm256_broadcastss_ps(dd);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
         // One horizontal sum per row (the mins in the low lanes).
         hsum_ps(_mm256_sub_ps(acc, _mm256_zextps128_ps256(acc_m)))

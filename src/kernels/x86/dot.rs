@@ -354,6 +354,23 @@ pub(super) unsafe fn k4_dot<M: Mac, const TIMES4: bool>(
     }
 }
 
+/// The 4 sub-block pairs of a Q4_K block's 128 quant bytes at `qs`: pair j is 32 bytes, sub-block
+/// 2j in the low nibbles and 2j + 1 in the high ones (`m4`: 0x0f in every byte). Shared by the
+/// plain dot and the AVX2 decode dots (`decode_dot.rs`).
+#[inline(always)]
+pub(super) unsafe fn q4_k_sub_blocks(qs: *const u8, m4: __m256i) -> [[__m256i; 2]; 4] {
+    // SAFETY: 128 readable bytes at `qs` (caller); register-only otherwise.
+    unsafe {
+        let mut q = [[_mm256_setzero_si256(); 2]; 4];
+        for (j, pair) in q.iter_mut().enumerate() {
+            let bits = load256(qs.add(32 * j));
+            pair[0] = _mm256_and_si256(bits, m4);
+            pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+        }
+        q
+    }
+}
+
 /// Q4_K · Q8_K: per super-block `d Σ_j sc_j Σ q y - dmin Σ_j m_j Σ y`.
 #[inline(always)]
 pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
@@ -368,13 +385,7 @@ pub(super) unsafe fn q4_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
         for i in 0..nb {
             // A 144-byte block spans up to three cache lines.
             let (wb, ab) = (w.add(144 * i), a.add(292 * i));
-            let qs = wb.add(16);
-            let mut q = [[_mm256_setzero_si256(); 2]; 4];
-            for (j, pair) in q.iter_mut().enumerate() {
-                let bits = load256(qs.add(32 * j));
-                pair[0] = _mm256_and_si256(bits, m4);
-                pair[1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            }
+            let q = q4_k_sub_blocks(wb.add(16), m4);
             accs = k4_accumulate::<M, true>(wb, ab, q, accs);
         }
         hsum_ps(_mm256_sub_ps(accs.0, accs.1))
