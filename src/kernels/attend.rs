@@ -111,19 +111,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
     use crate::kernels::{Kernels, Tier};
-
-    /// Deterministic values in [-scale, scale).
-    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
+    use crate::ops::test_util::values;
 
     /// Every supported tier's loops against f64 sums of the same (f16-exact) values, within
     /// f32 rounding of the sum of magnitudes; the f16 and f32 entries of a tier agree to the

@@ -13,10 +13,10 @@ use crate::kernels::attend::{AttendKernels, check_rows};
 
 /// The table entry (both x86 tiers have AVX2, FMA and F16C).
 pub(crate) const KERNELS: AttendKernels = AttendKernels {
-    scores_f16,
-    scores_f32,
-    weighted_sum_f16,
-    weighted_sum_f32,
+    scores_f16: scores::<f16>,
+    scores_f32: scores::<f32>,
+    weighted_sum_f16: weighted_sum::<f16>,
+    weighted_sum_f32: weighted_sum::<f32>,
 };
 
 /// An element type of cache rows: 8 loaded as f32 lanes, or one as f32.
@@ -144,27 +144,15 @@ unsafe fn weighted_sum_body<R: Lanes>(p: &[f32], v: *const R, stride: usize, out
     }
 }
 
-fn scores_f16(q: &[f32], k: &[f16], stride: usize, out: &mut [f32]) {
+fn scores<R: Lanes>(q: &[f32], k: &[R], stride: usize, out: &mut [f32]) {
     check_rows("attention scores", out.len(), q.len(), stride, k.len());
     // SAFETY: the rows fit (checked above); this table is built only after detecting AVX2,
     // FMA and F16C.
     unsafe { scores_body(q, k.as_ptr(), stride, out) }
 }
 
-fn scores_f32(q: &[f32], k: &[f32], stride: usize, out: &mut [f32]) {
-    check_rows("attention scores", out.len(), q.len(), stride, k.len());
-    // SAFETY: as for `scores_f16`.
-    unsafe { scores_body(q, k.as_ptr(), stride, out) }
-}
-
-fn weighted_sum_f16(p: &[f32], v: &[f16], stride: usize, out: &mut [f32]) {
+fn weighted_sum<R: Lanes>(p: &[f32], v: &[R], stride: usize, out: &mut [f32]) {
     check_rows("attention values", p.len(), out.len(), stride, v.len());
-    // SAFETY: as for `scores_f16`.
-    unsafe { weighted_sum_body(p, v.as_ptr(), stride, out) }
-}
-
-fn weighted_sum_f32(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
-    check_rows("attention values", p.len(), out.len(), stride, v.len());
-    // SAFETY: as for `scores_f16`.
+    // SAFETY: as for `scores`.
     unsafe { weighted_sum_body(p, v.as_ptr(), stride, out) }
 }
