@@ -19,8 +19,9 @@ use kernels_support::*;
 use llava::GgmlType;
 use llava::kernels::matmul::matmul_f32_in_task;
 use llava::kernels::{
-    ACTIVATION_TYPES, KernelError, Kernels, QuantMatrix, Tier, WEIGHT_TYPES, activation_type,
-    kernels_for_request, matmul, matmul_f16, matmul_f32, matmul_nn_f32, matmul_vec_many,
+    ACTIVATION_TYPES, KernelError, Kernels, QuantMatrix, Tier, WEIGHT_TYPES, WeightLayout,
+    activation_type, kernels_for_request, matmul, matmul_f16, matmul_f32, matmul_nn_f32,
+    matmul_vec_many, repack,
 };
 use rand::RngExt;
 
@@ -688,6 +689,81 @@ fn several_row_decode_dots_equal_the_single_row_dot() {
             );
         }
     }
+}
+
+/// A Q4_K matrix repacked at load (Q4_K×8) gives, on every tier: for n > 1 the ggml-layout
+/// matmul's result bit for bit (its rows are unpacked per chunk for the same tiles); for n = 1
+/// each row's dot within the rounding bound of scalar (bit for bit on the scalar tier, whose
+/// group dot is the portable one); and inside `matmul_vec_many`, beside ggml-layout matrices,
+/// its own `matmul` result bit for bit.
+#[test]
+fn repacked_matrices_match_their_ggml_layout() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rng(43);
+    let w_type = GgmlType::Q4_K;
+    for k in [256, 768, 4096] {
+        let rows = 72;
+        let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+            .iter()
+            .map(|v| v * 0.02)
+            .collect();
+        let ggml = quantize(w_type, &wf);
+        let mut packed = ggml.clone();
+        repack::repack_in_place(w_type, WeightLayout::Q4KX8, rows, k, &mut packed).unwrap();
+        let plain = QuantMatrix::new(w_type, rows, k, &ggml).unwrap();
+        let repacked =
+            QuantMatrix::with_layout(w_type, rows, k, WeightLayout::Q4KX8, &packed).unwrap();
+        for kernels in tiers() {
+            let tier = kernels.tier;
+            for n in [2, 17, 40] {
+                let x = realistic_f32(n * k, &mut rng);
+                let (mut want, mut got) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
+                pool.install(|| matmul(kernels, &plain, &x, n, &mut want))
+                    .unwrap();
+                pool.install(|| matmul(kernels, &repacked, &x, n, &mut got))
+                    .unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{tier} k={k} n={n}");
+            }
+            let x = realistic_f32(k, &mut rng);
+            let mut a = vec![0u8; llava::quant::row_bytes(GgmlType::Q8_K, k).unwrap()];
+            kernels
+                .quantize_activations(GgmlType::Q8_K, &x, &mut a)
+                .unwrap();
+            let mut y = vec![f32::NAN; rows];
+            pool.install(|| matmul(kernels, &repacked, &x, 1, &mut y))
+                .unwrap();
+            for (r, got) in y.iter().enumerate() {
+                let row = &ggml[r * plain.row_bytes()..(r + 1) * plain.row_bytes()];
+                let reference = scalar().dot(w_type, k, row, &a).unwrap();
+                let what = format!("{tier} k={k} n=1 row {r}");
+                if tier == Tier::Scalar {
+                    assert_eq!(got.to_bits(), reference.to_bits(), "{what}");
+                }
+                let tol = tolerance(w_type, k, magnitude(w_type, k, row, &a), FLOAT_LANES);
+                let diff = f64::from(got - reference).abs();
+                assert!(diff <= tol, "{what}: {got} vs scalar {reference}");
+            }
+            let mut outs = [vec![f32::NAN; rows], vec![f32::NAN; rows]];
+            let [first, second] = &mut outs;
+            pool.install(|| matmul_vec_many(kernels, &[repacked, plain], &x, &mut [first, second]))
+                .unwrap();
+            let mut want = vec![0f32; rows];
+            matmul(kernels, &repacked, &x, 1, &mut want).unwrap();
+            assert_eq!(outs[0], want, "{tier} k={k}: matmul_vec_many, repacked");
+            matmul(kernels, &plain, &x, 1, &mut want).unwrap();
+            assert_eq!(outs[1], want, "{tier} k={k}: matmul_vec_many, ggml layout");
+        }
+    }
+    // A layout that cannot hold the matrix is refused at construction.
+    let q4 = vec![0u8; 12 * 144];
+    assert!(matches!(
+        QuantMatrix::with_layout(w_type, 12, 256, WeightLayout::Q4KX8, &q4),
+        Err(KernelError::LayoutRows { rows: 12, .. })
+    ));
 }
 
 /// The decode loop's fused projections: several matrices of different types (so different

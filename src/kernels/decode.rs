@@ -10,7 +10,10 @@ use std::ops::{Deref, Range};
 use rayon::prelude::*;
 
 use super::matmul::QuantMatrix;
-use super::{DotRowsFn, KernelError, Kernels, VecDotFn, activation_type, bytes_of};
+use super::{
+    DotRowsFn, GroupDotFn, KernelError, Kernels, VecDotFn, WeightLayout, activation_type, bytes_of,
+    repack,
+};
 use crate::GgmlType;
 
 /// Target bytes of weights per parallel task for n = 1: small enough for many tasks (load
@@ -23,11 +26,13 @@ pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
 const ROW_STREAMS: usize = 4;
 const ROW_STREAM_BYTES: usize = 128 * 1024;
 
-/// The dot an n = 1 matmul runs over a task's rows: several at once, or one by one.
+/// The dot an n = 1 matmul runs over a task's rows: several at once, one by one, or (on a
+/// repacked matrix) whole groups of interleaved rows.
 #[derive(Clone, Copy)]
 enum RowDot {
     Rows(DotRowsFn),
     One(VecDotFn),
+    Groups(GroupDotFn, usize),
 }
 
 impl RowDot {
@@ -37,6 +42,10 @@ impl RowDot {
         match self {
             RowDot::Rows(_) => ROW_STREAMS * ROW_STREAM_BYTES.div_ceil(row_bytes),
             RowDot::One(_) => (DECODE_CHUNK_BYTES / row_bytes).clamp(1, 256),
+            // Whole groups, so every task starts on one.
+            RowDot::Groups(_, group) => (DECODE_CHUNK_BYTES / row_bytes)
+                .clamp(1, 256)
+                .next_multiple_of(group),
         }
     }
 
@@ -53,6 +62,7 @@ impl RowDot {
         let rows = &data[first * row_bytes..(first + out.len()) * row_bytes];
         match self {
             RowDot::Rows(dot) => dot(k, rows, row_bytes, acts, out),
+            RowDot::Groups(dot, _) => dot(k, rows, acts, out),
             RowDot::One(dot) => {
                 for (i, v) in out.iter_mut().enumerate() {
                     *v = dot(k, &rows[i * row_bytes..(i + 1) * row_bytes], acts);
@@ -97,14 +107,21 @@ impl Deref for DecodeActs<'_> {
     }
 }
 
-/// The dot an n = 1 matmul of `w_type` runs and the activation bytes it takes: the tier's
+/// The dot an n = 1 matmul of `w_type` weights in `layout` runs and the activation bytes it
+/// takes: on a repacked layout its [`GroupDot`](super::GroupDot); on ggml's the tier's
 /// [`DecodeDot`](super::DecodeDot) on `acts` prepared, or its plain dot on `acts` as they are.
 fn decode_input<'a>(
     kernels: &Kernels,
     w_type: GgmlType,
+    layout: WeightLayout,
     k: usize,
     acts: &'a [u8],
 ) -> Result<(RowDot, DecodeActs<'a>), KernelError> {
+    if let Some(group) = repack::group_dot(kernels, layout) {
+        let len = (group.prepared_bytes)(k);
+        let out = DecodeActs::prepared(len, |out| (group.prepare)(k, acts, out));
+        return Ok((RowDot::Groups(group.dot, layout.group_rows()), out));
+    }
     if let Some(prepared) = kernels.decode_dot(w_type) {
         let len = (prepared.prepared_bytes)(k);
         let out = DecodeActs::prepared(len, |out| (prepared.prepare)(k, acts, out));
@@ -128,7 +145,7 @@ pub(super) fn matmul_decode(
     y: &mut [f32],
 ) -> Result<(), KernelError> {
     let (k, row_bytes, data) = (w.k(), w.row_bytes(), w.data());
-    let (dot, acts) = decode_input(kernels, w.ty(), k, acts)?;
+    let (dot, acts) = decode_input(kernels, w.ty(), w.layout(), k, acts)?;
     let acts = &acts[..];
     let chunk_rows = dot.chunk_rows(row_bytes);
     y.par_chunks_mut(chunk_rows)
@@ -181,13 +198,13 @@ pub fn matmul_vec_many(
         ys.iter_mut().for_each(|y| y.fill(0.0));
         return Ok(());
     }
-    // Each weight type's dot and input (prepared once per weight type met), and which of
+    // Each weight type and layout's dot and input (prepared once per pair met), and which of
     // them each matrix takes.
-    let mut inputs: Vec<(GgmlType, RowDot, DecodeActs<'_>)> = Vec::new();
+    let mut inputs: Vec<((GgmlType, WeightLayout), RowDot, DecodeActs<'_>)> = Vec::new();
     let mut input_of: Vec<usize> = Vec::with_capacity(ws.len());
     for w in ws {
-        let ty = w.ty();
-        if let Some(at) = inputs.iter().position(|(t, _, _)| *t == ty) {
+        let (ty, layout) = (w.ty(), w.layout());
+        if let Some(at) = inputs.iter().position(|(t, _, _)| *t == (ty, layout)) {
             input_of.push(at);
             continue;
         }
@@ -196,9 +213,9 @@ pub fn matmul_vec_many(
             .iter()
             .find(|(t, _)| *t == act_type)
             .map_or(&[][..], |(_, b)| &b[..]);
-        let (dot, input) = decode_input(kernels, ty, x.len(), converted)?;
+        let (dot, input) = decode_input(kernels, ty, layout, x.len(), converted)?;
         input_of.push(inputs.len());
-        inputs.push((ty, dot, input));
+        inputs.push(((ty, layout), dot, input));
     }
     let per_matrix: Vec<(RowDot, &[u8])> = input_of
         .iter()

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::matmul::QuantMatrix;
-use super::{GemmKernels, KernelError, Kernels};
+use super::{GemmKernels, KernelError, Kernels, WeightLayout, repack};
 use crate::GgmlType;
 
 /// Weight rows per tile for n > 1: 64 rows of a 4096-wide Q4_K row are 147 KiB, which stay
@@ -16,6 +16,8 @@ pub const TOKEN_TILE: usize = 32;
 
 /// `Y = X·Wᵀ` for `n > 1` rows whose activations `acts` (`n` rows of `act_row_bytes`) are
 /// already converted to the weight type's activation type. The caller checked the shapes.
+/// A repacked matrix's rows are unpacked to ggml's layout per chunk of rows (a copy of its
+/// bytes, small beside the `n` dots each weight block takes part in).
 pub(super) fn matmul_tiled(
     kernels: &Kernels,
     w: &QuantMatrix<'_>,
@@ -25,7 +27,10 @@ pub(super) fn matmul_tiled(
     y: &mut [f32],
 ) -> Result<(), KernelError> {
     let (rows, k, row_bytes, data) = (w.rows(), w.k(), w.row_bytes(), w.data());
-    if n >= packed_min_tokens(w.ty()) && kernels.packed_token_major.get(w.ty()).is_some() {
+    if n >= packed_min_tokens(w.ty())
+        && kernels.packed_token_major.get(w.ty()).is_some()
+        && w.layout() == WeightLayout::Ggml
+    {
         // Token-major tiles write Y itself: one task per thread, each all rows × a run of
         // tokens, so each task's output is a block of Y's rows. The runs are whole panels,
         // the earlier tasks rounded up; the last task also takes the tokens past the last
@@ -75,7 +80,8 @@ pub(super) fn matmul_tiled(
             .try_for_each(|(i, out)| {
                 let first_row = i * chunk;
                 let chunk_rows = out.len() / n;
-                let w_rows = &data[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
+                let mut unpacked = Vec::new();
+                let w_rows = ggml_rows(w, first_row, chunk_rows, &mut unpacked)?;
                 kernels.gemm_tile(
                     w.ty(),
                     k,
@@ -103,7 +109,8 @@ pub(super) fn matmul_tiled(
             .try_for_each(|(tile, out)| {
                 let first_row = tile * ROW_TILE;
                 let tile_rows = out.len() / n;
-                let w_tile = &data[first_row * row_bytes..(first_row + tile_rows) * row_bytes];
+                let mut unpacked = Vec::new();
+                let w_tile = ggml_rows(w, first_row, tile_rows, &mut unpacked)?;
                 for first_token in (0..n).step_by(TOKEN_TILE) {
                     let cols = TOKEN_TILE.min(n - first_token);
                     let a_tile =
@@ -126,6 +133,23 @@ pub(super) fn matmul_tiled(
     tiles?;
     transpose_into(&y_t, rows, n, y);
     Ok(())
+}
+
+/// Rows `first..first + count` of `w` in ggml's layout: its own bytes, or (repacked) unpacked
+/// into `scratch`. The run is whole groups of rows: the callers' chunks are multiples of 64.
+fn ggml_rows<'a>(
+    w: &QuantMatrix<'a>,
+    first: usize,
+    count: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], KernelError> {
+    let row_bytes = w.row_bytes();
+    if w.layout() == WeightLayout::Ggml {
+        return Ok(&w.data()[first * row_bytes..(first + count) * row_bytes]);
+    }
+    scratch.resize(count * row_bytes, 0);
+    repack::unpack_rows(w, first, scratch)?;
+    Ok(scratch)
 }
 
 /// Tokens from which the packed tiles (which repack their weight rows on every call) beat the

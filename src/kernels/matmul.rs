@@ -14,14 +14,16 @@
 
 use rayon::prelude::*;
 
-use super::{KernelError, Kernels, activation_type, bytes_of};
+use super::{KernelError, Kernels, WeightLayout, activation_type, bytes_of};
 use crate::GgmlType;
 
-/// A weight matrix `[rows × k]` of type `ty` in ggml's layout: `rows` rows of `k` elements,
-/// each `row_bytes` long, back to back (e.g. a tensor's bytes in a GGUF mmap).
+/// A weight matrix `[rows × k]` of type `ty`: in ggml's layout, `rows` rows of `k` elements,
+/// each `row_bytes` long, back to back (e.g. a tensor's bytes in a GGUF mmap); or repacked at
+/// load into another [`WeightLayout`] of the same size.
 #[derive(Clone, Copy, Debug)]
 pub struct QuantMatrix<'a> {
     ty: GgmlType,
+    layout: WeightLayout,
     rows: usize,
     k: usize,
     row_bytes: usize,
@@ -32,6 +34,19 @@ impl<'a> QuantMatrix<'a> {
     /// A view of `data` as `rows` rows of `k` elements of `ty`; `data` must be exactly that
     /// long and `ty` must have a dot kernel.
     pub fn new(ty: GgmlType, rows: usize, k: usize, data: &'a [u8]) -> Result<Self, KernelError> {
+        QuantMatrix::with_layout(ty, rows, k, WeightLayout::Ggml, data)
+    }
+
+    /// As [`QuantMatrix::new`], the bytes in `layout` (which must hold `ty` and `rows`; see
+    /// [`super::repack`]).
+    pub fn with_layout(
+        ty: GgmlType,
+        rows: usize,
+        k: usize,
+        layout: WeightLayout,
+        data: &'a [u8],
+    ) -> Result<Self, KernelError> {
+        layout.check(ty, rows)?;
         activation_type(ty).ok_or(KernelError::UnsupportedWeightType(ty))?;
         let row_bytes = bytes_of(ty, k)?;
         let expected = row_bytes.checked_mul(rows).ok_or(KernelError::Shape {
@@ -42,6 +57,7 @@ impl<'a> QuantMatrix<'a> {
         check("weight matrix bytes", data.len(), expected)?;
         Ok(QuantMatrix {
             ty,
+            layout,
             rows,
             k,
             row_bytes,
@@ -53,6 +69,10 @@ impl<'a> QuantMatrix<'a> {
         self.ty
     }
 
+    pub fn layout(&self) -> WeightLayout {
+        self.layout
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -61,7 +81,8 @@ impl<'a> QuantMatrix<'a> {
         self.k
     }
 
-    /// The bytes of one row.
+    /// The bytes of one row (in ggml's layout; a group of `g` repacked rows takes `g` times
+    /// as many).
     pub fn row_bytes(&self) -> usize {
         self.row_bytes
     }

@@ -25,6 +25,7 @@ pub mod attend;
 mod decode;
 mod gemm;
 pub mod matmul;
+pub mod repack;
 pub mod scalar;
 pub mod unary;
 #[cfg(target_arch = "x86_64")]
@@ -39,6 +40,7 @@ use crate::quant::QuantError;
 
 pub use decode::matmul_vec_many;
 pub use matmul::{QuantMatrix, matmul, matmul_f16, matmul_f32, matmul_nn_f32};
+pub use repack::WeightLayout;
 
 /// A set of kernels, from the portable reference to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -194,6 +196,14 @@ pub enum KernelError {
         expected: usize,
         actual: usize,
     },
+    #[error("the {layout} weight layout holds no {ty} weights")]
+    LayoutType { layout: WeightLayout, ty: GgmlType },
+    #[error("the {layout} weight layout takes rows in groups of {group}; the matrix has {rows}")]
+    LayoutRows {
+        layout: WeightLayout,
+        group: usize,
+        rows: usize,
+    },
     #[error(transparent)]
     Quant(#[from] QuantError),
 }
@@ -319,6 +329,46 @@ impl DecodeKernels {
     }
 }
 
+/// Groups of 8 weight rows in a repacked layout ([`repack`]) dotted with one prepared
+/// activation row: `w` holds `out.len() / 8` consecutive groups of `k` elements each,
+/// `out[8 * g + r]` is row `r` of group `g`. Panics if a slice is too short or `out.len()` is
+/// not a multiple of 8.
+pub type GroupDotFn = fn(k: usize, w: &[u8], a: &[u8], out: &mut [f32]);
+
+/// An n = 1 dot on a repacked weight layout, with its own prepared activation layout (as
+/// [`DecodeDot`]: `prepare` starts from the paired activation type's bytes).
+#[derive(Clone, Copy, Debug)]
+pub struct GroupDot {
+    /// Bytes of the prepared layout of `k` activations.
+    pub prepared_bytes: fn(k: usize) -> usize,
+    /// `acts` (`k` activations of the paired activation type) into `out` (exactly
+    /// `prepared_bytes(k)` bytes); panics on other lengths.
+    pub prepare: fn(k: usize, acts: &[u8], out: &mut [u8]),
+    pub dot: GroupDotFn,
+}
+
+/// The repacked layouts a tier has fast dots for; `Some` also means the tier wants weights
+/// repacked at load ([`repack::preferred_layout`]). A matrix repacked anyway (or used on
+/// another tier) runs the portable group dot of [`repack`].
+#[derive(Clone, Copy, Debug)]
+pub struct RepackedKernels {
+    /// Q4_K in [`WeightLayout::Q4KX8`].
+    pub q4_k_x8: Option<GroupDot>,
+}
+
+impl RepackedKernels {
+    /// No repacked layouts.
+    pub const NONE: RepackedKernels = RepackedKernels { q4_k_x8: None };
+
+    /// The tier's dot for `layout`, if it has one.
+    pub fn get(&self, layout: WeightLayout) -> Option<GroupDot> {
+        match layout {
+            WeightLayout::Ggml => None,
+            WeightLayout::Q4KX8 => self.q4_k_x8,
+        }
+    }
+}
+
 /// One activation quantizer per activation type.
 #[derive(Clone, Copy, Debug)]
 pub struct ActKernels {
@@ -348,6 +398,8 @@ pub struct Kernels {
     pub float_panel_tokens: usize,
     /// Dots on a prepared activation layout, for n = 1 ([`matmul`], [`matmul_vec_many`]).
     pub decode: DecodeKernels,
+    /// n = 1 dots on weights repacked at load ([`repack`]).
+    pub repacked: RepackedKernels,
     pub act: ActKernels,
     /// Element-wise activation loops (SwiGLU, quick GELU).
     pub unary: unary::UnaryKernels,

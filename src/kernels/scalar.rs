@@ -12,7 +12,9 @@
 
 use half::f16;
 
-use super::{ActKernels, DecodeKernels, DotKernels, GemmKernels, Kernels, Tier, VecDotFn};
+use super::{
+    ActKernels, DecodeKernels, DotKernels, GemmKernels, Kernels, RepackedKernels, Tier, VecDotFn,
+};
 use crate::dtype::QK_K;
 use crate::quant::{
     BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K,
@@ -29,6 +31,7 @@ pub const KERNELS: Kernels = Kernels {
     packed_token_major: GemmKernels::NONE,
     float_panel_tokens: 1,
     decode: DecodeKernels::NONE,
+    repacked: RepackedKernels::NONE,
     act: ACT,
     unary: super::unary::PORTABLE,
     attend: super::attend::PORTABLE,

@@ -1,0 +1,399 @@
+//! Weight layouts other than ggml's, made once at load so that n = 1 (decoding) dots run
+//! faster than they can on ggml's bytes.
+//!
+//! **Q4_K×8** ([`WeightLayout::Q4KX8`]): a Q4_K matrix cut in groups of 8 consecutive rows,
+//! each group a run of "x8 blocks" of [`Q4K_X8_BLOCK_BYTES`] holding block `b` of all 8 rows:
+//! their `d`s, their `dmin`s, their 12 packed scale bytes transposed (byte `i` of the 8 rows
+//! side by side) and their nibbles in 4-byte pieces interleaved over the rows. One 32-byte load
+//! then covers the same 4 bytes of 8 rows, the 6-bit scales of 8 rows unpack in a few byte-wise
+//! vector ops, and 8 dots come out of one pass without horizontal sums: ggml's layout spends
+//! about half of an AVX2 dot unpacking one row's scales. A group takes exactly the bytes its
+//! 8 rows took, so a matrix is repacked in place. Byte table: docs/kernels.md.
+//!
+//! The portable group dot here is the reference: per row, bit for bit the scalar
+//! [`scalar::dot_q4_k`] of the unpacked row. Tiers put their own in [`super::RepackedKernels`].
+
+use rayon::prelude::*;
+
+use super::matmul::QuantMatrix;
+use super::{GroupDot, KernelError, Kernels, bytes_of, scalar};
+use crate::GgmlType;
+use crate::dtype::QK_K;
+
+/// How a weight matrix's bytes are arranged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum WeightLayout {
+    /// As stored in GGUF: row after row of the type's blocks.
+    #[default]
+    Ggml,
+    /// Q4_K, 8 rows interleaved per block ([the module docs](self)).
+    Q4KX8,
+}
+
+impl WeightLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightLayout::Ggml => "ggml",
+            WeightLayout::Q4KX8 => "Q4_K×8",
+        }
+    }
+
+    /// Rows interleaved per group (1: none).
+    pub fn group_rows(self) -> usize {
+        match self {
+            WeightLayout::Ggml => 1,
+            WeightLayout::Q4KX8 => 8,
+        }
+    }
+
+    /// The weight type the layout holds (`None`: any).
+    fn weight_type(self) -> Option<GgmlType> {
+        match self {
+            WeightLayout::Ggml => None,
+            WeightLayout::Q4KX8 => Some(GgmlType::Q4_K),
+        }
+    }
+
+    /// Whether a `ty` matrix of `rows` rows can take this layout (`k` is checked by the
+    /// type's block size).
+    pub fn check(self, ty: GgmlType, rows: usize) -> Result<(), KernelError> {
+        if let Some(wanted) = self.weight_type()
+            && wanted != ty
+        {
+            return Err(KernelError::LayoutType { layout: self, ty });
+        }
+        if !rows.is_multiple_of(self.group_rows()) {
+            return Err(KernelError::LayoutRows {
+                layout: self,
+                group: self.group_rows(),
+                rows,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for WeightLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Bytes of one Q4_K×8 block: block `b` of 8 rows (8 × 144).
+pub const Q4K_X8_BLOCK_BYTES: usize = 8 * Q4K_BLOCK_BYTES;
+const Q4K_BLOCK_BYTES: usize = 144;
+
+/// The layout a `ty` matrix of `rows × k` should be repacked to for the `kernels`' tier: a
+/// repacked one where the tier has a fast dot for it and the shape allows, else ggml's.
+pub fn preferred_layout(kernels: &Kernels, ty: GgmlType, rows: usize, k: usize) -> WeightLayout {
+    let q4_k_x8 = ty == GgmlType::Q4_K
+        && kernels.repacked.q4_k_x8.is_some()
+        && rows > 0
+        && rows.is_multiple_of(8)
+        && k > 0
+        && k.is_multiple_of(QK_K);
+    if q4_k_x8 {
+        WeightLayout::Q4KX8
+    } else {
+        WeightLayout::Ggml
+    }
+}
+
+/// Rearranges `data`, a `ty` matrix of `rows × k` in ggml's layout, into `layout`, in
+/// parallel over groups of rows. Errors (leaving `data` as it was) if the layout cannot hold
+/// the matrix or `data` is not exactly its bytes.
+pub fn repack_in_place(
+    ty: GgmlType,
+    layout: WeightLayout,
+    rows: usize,
+    k: usize,
+    data: &mut [u8],
+) -> Result<(), KernelError> {
+    let group_bytes = group_bytes(ty, layout, rows, k, data.len())?;
+    match layout {
+        WeightLayout::Ggml => {}
+        WeightLayout::Q4KX8 => data.par_chunks_mut(group_bytes).for_each_init(
+            Vec::new,
+            |rows_copy: &mut Vec<u8>, group| {
+                rows_copy.clear();
+                rows_copy.extend_from_slice(group);
+                repack_group_q4_k(k, rows_copy, group);
+            },
+        ),
+    }
+    Ok(())
+}
+
+/// Writes rows `first_row..first_row + out.len() / row_bytes` of `w` into `out` in ggml's
+/// layout (a copy for a ggml matrix). The run must start and end on whole groups.
+pub fn unpack_rows(
+    w: &QuantMatrix<'_>,
+    first_row: usize,
+    out: &mut [u8],
+) -> Result<(), KernelError> {
+    let (layout, row_bytes) = (w.layout(), w.row_bytes());
+    let group = layout.group_rows();
+    let count = out.len() / row_bytes.max(1);
+    let whole = out.len() == count * row_bytes
+        && first_row.is_multiple_of(group)
+        && count.is_multiple_of(group)
+        && first_row + count <= w.rows();
+    if !whole {
+        return Err(KernelError::Shape {
+            what: "unpacked rows (whole groups of the matrix, as bytes)",
+            expected: count.next_multiple_of(group) * row_bytes,
+            actual: out.len(),
+        });
+    }
+    let src = &w.data()[first_row * row_bytes..(first_row + count) * row_bytes];
+    match layout {
+        WeightLayout::Ggml => out.copy_from_slice(src),
+        WeightLayout::Q4KX8 => {
+            let group_bytes = group * row_bytes;
+            for (from, to) in src
+                .chunks_exact(group_bytes)
+                .zip(out.chunks_exact_mut(group_bytes))
+            {
+                unpack_group_q4_k(w.k(), from, to);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of one group of `layout` for a `ty` matrix of `rows × k` stored in `len` bytes.
+fn group_bytes(
+    ty: GgmlType,
+    layout: WeightLayout,
+    rows: usize,
+    k: usize,
+    len: usize,
+) -> Result<usize, KernelError> {
+    layout.check(ty, rows)?;
+    let row_bytes = bytes_of(ty, k)?;
+    let expected = row_bytes.checked_mul(rows).ok_or(KernelError::Shape {
+        what: "weight matrix bytes (overflow)",
+        expected: usize::MAX,
+        actual: len,
+    })?;
+    if len != expected {
+        return Err(KernelError::Shape {
+            what: "weight matrix bytes",
+            expected,
+            actual: len,
+        });
+    }
+    Ok((row_bytes * layout.group_rows()).max(1))
+}
+
+/// Where byte `at` of block `b` of row `r` (ggml's Q4_K block: d, dmin, 12 scale bytes, 128
+/// nibble bytes) goes in the x8 block holding it.
+#[inline]
+fn q4_k_x8_offset(r: usize, at: usize) -> usize {
+    match at {
+        0..2 => 2 * r + at,
+        2..4 => 16 + 2 * r + (at - 2),
+        4..16 => 32 + 8 * (at - 4) + r,
+        _ => {
+            let q = at - 16;
+            let (j, g, t) = (q / 32, (q % 32) / 4, q % 4);
+            128 + 256 * j + 32 * g + 4 * r + t
+        }
+    }
+}
+
+/// 8 ggml rows of `k` Q4_K elements (`rows`, back to back) into one Q4_K×8 group (`group`).
+fn repack_group_q4_k(k: usize, rows: &[u8], group: &mut [u8]) {
+    let nb = k / QK_K;
+    let row_bytes = nb * Q4K_BLOCK_BYTES;
+    for (b, x8) in group.chunks_exact_mut(Q4K_X8_BLOCK_BYTES).enumerate() {
+        for r in 0..8 {
+            let block = &rows[r * row_bytes + b * Q4K_BLOCK_BYTES..][..Q4K_BLOCK_BYTES];
+            for (at, &byte) in block.iter().enumerate() {
+                x8[q4_k_x8_offset(r, at)] = byte;
+            }
+        }
+    }
+}
+
+/// One Q4_K×8 group (`group`) back into its 8 ggml rows of `k` elements (`rows`).
+fn unpack_group_q4_k(k: usize, group: &[u8], rows: &mut [u8]) {
+    let nb = k / QK_K;
+    let row_bytes = nb * Q4K_BLOCK_BYTES;
+    for (b, x8) in group.chunks_exact(Q4K_X8_BLOCK_BYTES).enumerate() {
+        for r in 0..8 {
+            let block = &mut rows[r * row_bytes + b * Q4K_BLOCK_BYTES..][..Q4K_BLOCK_BYTES];
+            for (at, byte) in block.iter_mut().enumerate() {
+                *byte = x8[q4_k_x8_offset(r, at)];
+            }
+        }
+    }
+}
+
+/// The portable Q4_K×8 group dot: its activation row is the Q8_K row as it is.
+pub const PORTABLE_Q4K_X8: GroupDot = GroupDot {
+    prepared_bytes: q8_k_bytes,
+    prepare: copy_acts,
+    dot: dot_q4_k_x8_portable,
+};
+
+fn q8_k_bytes(k: usize) -> usize {
+    k / QK_K * 292
+}
+
+fn copy_acts(k: usize, acts: &[u8], out: &mut [u8]) {
+    out.copy_from_slice(&acts[..q8_k_bytes(k)]);
+}
+
+/// The reference Q4_K×8 group dot ([`super::GroupDotFn`]): each group unpacked, then each row
+/// dotted by [`scalar::dot_q4_k`], so equal to it bit for bit.
+pub fn dot_q4_k_x8_portable(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
+    assert!(
+        out.len().is_multiple_of(8),
+        "group dot outputs: {}",
+        out.len()
+    );
+    let row_bytes = k / QK_K * Q4K_BLOCK_BYTES;
+    let mut rows = vec![0u8; 8 * row_bytes];
+    for (group, out) in w.chunks_exact(8 * row_bytes).zip(out.chunks_exact_mut(8)) {
+        unpack_group_q4_k(k, group, &mut rows);
+        for (row, v) in rows.chunks_exact(row_bytes).zip(out.iter_mut()) {
+            *v = scalar::dot_q4_k(k, row, a);
+        }
+    }
+}
+
+/// The group dot n = 1 runs on a `layout` matrix: the tier's, else the portable one (`None`
+/// for ggml's layout, which takes the row dots).
+pub(super) fn group_dot(kernels: &Kernels, layout: WeightLayout) -> Option<GroupDot> {
+    match layout {
+        WeightLayout::Ggml => None,
+        WeightLayout::Q4KX8 => Some(kernels.repacked.q4_k_x8.unwrap_or(PORTABLE_Q4K_X8)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::scalar;
+    use crate::quant::{quantize_row, row_bytes};
+
+    fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+        let mut out = vec![0u8; row_bytes(ty, x.len()).unwrap()];
+        quantize_row(ty, x, &mut out).unwrap();
+        out
+    }
+
+    fn q4_k_matrix(rows: usize, k: usize, seed: u32) -> Vec<u8> {
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2_654_435_761) ^ seed;
+                h as f32 / u32::MAX as f32 - 0.5
+            })
+            .collect();
+        quantized(GgmlType::Q4_K, &x)
+    }
+
+    /// Every byte of a block lands in a distinct place of its x8 block.
+    #[test]
+    fn q4_k_x8_offsets_are_a_permutation() {
+        let mut seen = vec![false; Q4K_X8_BLOCK_BYTES];
+        for r in 0..8 {
+            for at in 0..Q4K_BLOCK_BYTES {
+                let to = q4_k_x8_offset(r, at);
+                assert!(!seen[to], "row {r} byte {at} lands on {to} twice");
+                seen[to] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn repacking_then_unpacking_gives_the_rows_back() {
+        for (rows, k) in [(8, 256), (16, 512), (24, 768)] {
+            let ggml = q4_k_matrix(rows, k, 7);
+            let mut packed = ggml.clone();
+            repack_in_place(GgmlType::Q4_K, WeightLayout::Q4KX8, rows, k, &mut packed).unwrap();
+            assert_ne!(packed, ggml);
+            let w = QuantMatrix::with_layout(GgmlType::Q4_K, rows, k, WeightLayout::Q4KX8, &packed)
+                .unwrap();
+            let mut back = vec![0u8; ggml.len()];
+            unpack_rows(&w, 0, &mut back).unwrap();
+            assert_eq!(back, ggml, "{rows}×{k}");
+            let row_bytes = w.row_bytes();
+            let mut part = vec![0u8; 8 * row_bytes];
+            unpack_rows(&w, 8, &mut part).unwrap_or_else(|e| assert!(rows == 8, "{e}"));
+            if rows > 8 {
+                assert_eq!(part, ggml[8 * row_bytes..16 * row_bytes]);
+            }
+        }
+    }
+
+    /// Block 0's first bytes, by the byte table of docs/kernels.md.
+    #[test]
+    fn q4_k_x8_puts_each_field_where_the_table_says() {
+        let (rows, k) = (8, 512);
+        let ggml = q4_k_matrix(rows, k, 3);
+        let mut packed = ggml.clone();
+        repack_in_place(GgmlType::Q4_K, WeightLayout::Q4KX8, rows, k, &mut packed).unwrap();
+        let row = |r: usize, b: usize| &ggml[r * 288 + b * 144..][..144];
+        for b in 0..2 {
+            let x8 = &packed[b * 1152..][..1152];
+            for r in 0..8 {
+                assert_eq!(x8[2 * r..2 * r + 2], row(r, b)[0..2]);
+                assert_eq!(x8[16 + 2 * r..18 + 2 * r], row(r, b)[2..4]);
+                for i in 0..12 {
+                    assert_eq!(x8[32 + 8 * i + r], row(r, b)[4 + i]);
+                }
+                assert_eq!(x8[128 + 4 * r..132 + 4 * r], row(r, b)[16..20]);
+                assert_eq!(
+                    x8[128 + 256 * 3 + 32 * 7 + 4 * r + 3],
+                    row(r, b)[16 + 96 + 28 + 3]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn layouts_refuse_what_they_cannot_hold() {
+        let mut data = q4_k_matrix(12, 256, 1);
+        let err = repack_in_place(GgmlType::Q4_K, WeightLayout::Q4KX8, 12, 256, &mut data);
+        assert!(
+            matches!(err, Err(KernelError::LayoutRows { rows: 12, .. })),
+            "{err:?}"
+        );
+        let mut q8 = vec![0u8; 8 * 34 * 8];
+        let err = repack_in_place(GgmlType::Q8_0, WeightLayout::Q4KX8, 8, 256, &mut q8);
+        assert!(
+            matches!(err, Err(KernelError::LayoutType { .. })),
+            "{err:?}"
+        );
+        let mut short = vec![0u8; 8 * 144 - 1];
+        let err = repack_in_place(GgmlType::Q4_K, WeightLayout::Q4KX8, 8, 256, &mut short);
+        assert!(matches!(err, Err(KernelError::Shape { .. })), "{err:?}");
+        let scalar = &scalar::KERNELS;
+        assert_eq!(
+            preferred_layout(scalar, GgmlType::Q4_K, 8, 256),
+            WeightLayout::Ggml
+        );
+    }
+
+    /// The portable group dot is the scalar row dot of each unpacked row.
+    #[test]
+    fn portable_group_dot_equals_the_scalar_row_dots() {
+        let (rows, k) = (16, 768);
+        let ggml = q4_k_matrix(rows, k, 11);
+        let x: Vec<f32> = (0..k)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let acts = quantized(GgmlType::Q8_K, &x);
+        let mut packed = ggml.clone();
+        repack_in_place(GgmlType::Q4_K, WeightLayout::Q4KX8, rows, k, &mut packed).unwrap();
+        let mut out = vec![0f32; rows];
+        dot_q4_k_x8_portable(k, &packed, &acts, &mut out);
+        for (r, &v) in out.iter().enumerate() {
+            let expected = scalar::dot_q4_k(k, &ggml[r * 432..(r + 1) * 432], &acts);
+            assert_eq!(v.to_bits(), expected.to_bits(), "row {r}");
+        }
+    }
+}
