@@ -563,7 +563,7 @@ const Q8_K_BYTES: usize = 292;
 /// rows). Less than the plain 292.
 const BLOCK_Q4_K: usize = 288;
 
-fn bytes_q4_k(k: usize) -> usize {
+pub(super) fn bytes_q4_k(k: usize) -> usize {
     k / 256 * BLOCK_Q4_K
 }
 
@@ -573,7 +573,7 @@ fn prepare_q4_k_lanes(k: usize, acts: &[u8], out: &mut [u8]) {
 }
 
 /// The prepared Q4_K layout with the quants in element order (AVX2 tier).
-fn prepare_q4_k_in_order(k: usize, acts: &[u8], out: &mut [u8]) {
+pub(super) fn prepare_q4_k_in_order(k: usize, acts: &[u8], out: &mut [u8]) {
     prepare_q4_k::<false>(k, acts, out);
 }
 
