@@ -13,6 +13,9 @@
 //! `cargo bench --bench kernels -- --dram-paired` times the n = 1 DRAM cases and the bandwidth
 //! probe interleaved, round by round, and prints their ratios (see [`dram_paired`]);
 //! `-- --n1-paired` does the same for ours against ggml at n = 1 (see [`n1_paired`]).
+//! Our matmuls run on the weight layout the tier prefers (`kernels::repack`: Q4_K repacked
+//! to Q4_K×8 on the x86 tiers, as the model loader does), ggml's on ggml's bytes;
+//! `LLAVA_BENCH_GGML_LAYOUT=1` runs ours on ggml's layout too (the path before repacking).
 //!
 //! Counters: weight bytes per matmul (so `matmul_dram_*` throughput compares with the bandwidth
 //! probe; `matmul_n1_*` reuses one matrix, which stays in a large last-level cache) and bytes
@@ -26,7 +29,10 @@ use divan::Bencher;
 use divan::counter::{BytesCount, ItemsCount};
 use ggml_sys_bleedingedge as ggml;
 use llava::GgmlType;
-use llava::kernels::{Kernels, QuantMatrix, Tier, activation_type, matmul, matmul_vec_many};
+use llava::kernels::repack::{preferred_layout, repack_in_place};
+use llava::kernels::{
+    Kernels, QuantMatrix, Tier, WeightLayout, activation_type, matmul, matmul_vec_many,
+};
 use llava::quant;
 use rayon::ThreadPool;
 
@@ -89,6 +95,50 @@ fn weights(ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; quant::row_bytes(ty, k).expect("whole blocks")];
     quant::quantize_row(ty, &row, &mut bytes).expect("quantize");
     bytes.repeat(rows)
+}
+
+/// The layout our matmuls take a `ty` matrix in: the tier's preferred one (as the model
+/// loader repacks), or ggml's with `LLAVA_BENCH_GGML_LAYOUT=1`.
+fn bench_layout(kernels: &Kernels, ty: GgmlType, rows: usize, k: usize) -> WeightLayout {
+    if std::env::var_os("LLAVA_BENCH_GGML_LAYOUT").is_some_and(|v| v != "0") {
+        return WeightLayout::Ggml;
+    }
+    preferred_layout(kernels, ty, rows, k)
+}
+
+/// `w` (whole `rows × k` matrices of `ty` in ggml's layout, back to back) in `layout`: a
+/// repacked copy, or `None` for ggml's layout (use `w` itself).
+fn laid_out(
+    ty: GgmlType,
+    layout: WeightLayout,
+    rows: usize,
+    k: usize,
+    w: &[u8],
+) -> Option<Vec<u8>> {
+    if layout == WeightLayout::Ggml {
+        return None;
+    }
+    let mut out = w.to_vec();
+    let matrix_bytes = quant::row_bytes(ty, k).expect("whole blocks") * rows;
+    for m in out.chunks_exact_mut(matrix_bytes) {
+        repack_in_place(ty, layout, rows, k, m).expect("repack");
+    }
+    Some(out)
+}
+
+/// `rows × k` matrices of `ty` in `layout`, one per `rows × k` of `bytes`.
+fn matrices<'a>(
+    ty: GgmlType,
+    layout: WeightLayout,
+    rows: usize,
+    k: usize,
+    bytes: &'a [u8],
+) -> Vec<QuantMatrix<'a>> {
+    let matrix_bytes = quant::row_bytes(ty, k).expect("whole blocks") * rows;
+    bytes
+        .chunks_exact(matrix_bytes)
+        .map(|w| QuantMatrix::with_layout(ty, rows, k, layout, w).expect("matrix"))
+        .collect()
 }
 
 #[derive(Clone, Copy)]
@@ -219,7 +269,15 @@ fn run_ours(bencher: Bencher, case: &Case) {
     }
     let kernels = &kernels;
     let w = weights(case.ty, case.rows, case.k);
-    let matrix = QuantMatrix::new(case.ty, case.rows, case.k, &w).expect("matrix");
+    let layout = bench_layout(kernels, case.ty, case.rows, case.k);
+    let packed = laid_out(case.ty, layout, case.rows, case.k, &w);
+    let matrix = matrices(
+        case.ty,
+        layout,
+        case.rows,
+        case.k,
+        packed.as_deref().unwrap_or(&w),
+    )[0];
     let x = floats(case.n * case.k, 11);
     let mut y = vec![0f32; case.n * case.rows];
     let pool = pool(case.threads);
@@ -473,10 +531,9 @@ fn dram_ggml_cases() -> Vec<Case> {
 fn matmul_dram_ours(bencher: Bencher, case: &Case) {
     let kernels = Kernels::for_tier(case.tier).expect("supported tier");
     let (set, matrix_bytes) = weight_set(case.ty, case.rows, case.k);
-    let matrices: Vec<QuantMatrix> = set
-        .chunks_exact(matrix_bytes)
-        .map(|w| QuantMatrix::new(case.ty, case.rows, case.k, w).expect("matrix"))
-        .collect();
+    let layout = bench_layout(kernels, case.ty, case.rows, case.k);
+    let set = laid_out(case.ty, layout, case.rows, case.k, &set).unwrap_or(set);
+    let matrices = matrices(case.ty, layout, case.rows, case.k, &set);
     let x = floats(case.k, 11);
     let mut y = vec![0f32; case.rows];
     let pool = pool(case.threads);
@@ -509,30 +566,56 @@ fn matmul_dram_ggml(bencher: Bencher, case: &Case) {
 struct DotCase {
     ty: GgmlType,
     tier: Option<Tier>,
+    /// ggml's layout (one row per call), or a repacked one (one group of rows per call).
+    layout: WeightLayout,
 }
 
 impl fmt::Display for DotCase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.tier {
-            Some(t) => write!(f, "{} {}", self.ty, t),
-            None => write!(f, "{} ggml", self.ty),
+        match (self.tier, self.layout) {
+            (None, _) => write!(f, "{} ggml", self.ty),
+            (Some(t), WeightLayout::Ggml) => write!(f, "{} {}", self.ty, t),
+            (Some(t), layout) => write!(
+                f,
+                "{layout} {t} ({} rows)",
+                layout.group_rows() * x8_groups()
+            ),
         }
     }
 }
 
-/// Every supported tier and ggml, for the types of [`types`] (`LLAVA_BENCH_TYPES` applies).
+/// Every supported tier and ggml, for the types of [`types`] (`LLAVA_BENCH_TYPES` applies),
+/// and each tier's repacked layout for the type where it prefers one.
 fn dot_cases() -> Vec<DotCase> {
     let mut out = Vec::new();
     for ty in types() {
         for tier in Tier::supported() {
-            out.push(DotCase {
-                ty,
-                tier: Some(tier),
-            });
+            let kernels = Kernels::for_tier(tier).expect("supported tier");
+            let repacked = preferred_layout(kernels, ty, 8, 4096);
+            for layout in [WeightLayout::Ggml, repacked] {
+                out.push(DotCase {
+                    ty,
+                    tier: Some(tier),
+                    layout,
+                });
+                if repacked == WeightLayout::Ggml {
+                    break;
+                }
+            }
         }
-        out.push(DotCase { ty, tier: None });
+        out.push(DotCase {
+            ty,
+            tier: None,
+            layout: WeightLayout::Ggml,
+        });
     }
     out
+}
+
+/// Groups of rows per call of a repacked case of [`vec_dot_4096`]: 2, as n = 1 matmul tasks
+/// at k = 4096 hold (the x86 Q4_K×8 dots take two groups per pass).
+fn x8_groups() -> usize {
+    2
 }
 
 /// One 4096-element dot product (weights and activations in L1/L2): a tier's prepared decode
@@ -551,7 +634,33 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     scalar
         .quantize_activations(act, &x, &mut a)
         .expect("activations");
-    let bencher = bencher.counter(BytesCount::new(w.len()));
+    if let (Some(tier), WeightLayout::Q4KX8) = (case.tier, case.layout) {
+        // Two groups of 8 rows per call: divan's rows/s (items) compare with the others'.
+        let kernels = Kernels::for_tier(tier).expect("supported tier");
+        let group = kernels.repacked.get(case.layout).expect("a group dot");
+        let rows = case.layout.group_rows() * x8_groups();
+        let w =
+            laid_out(case.ty, case.layout, rows, K, &weights(case.ty, rows, K)).expect("repacked");
+        let mut prepared = vec![0u8; (group.prepared_bytes)(K)];
+        (group.prepare)(K, &a, &mut prepared);
+        let mut out = vec![0f32; rows];
+        bencher
+            .counter(BytesCount::new(w.len()))
+            .counter(ItemsCount::new(rows))
+            .bench_local(|| {
+                (group.dot)(
+                    K,
+                    divan::black_box(&w),
+                    divan::black_box(&prepared),
+                    &mut out,
+                );
+                divan::black_box(&out);
+            });
+        return;
+    }
+    let bencher = bencher
+        .counter(BytesCount::new(w.len()))
+        .counter(ItemsCount::new(1usize));
     match case.tier {
         Some(tier) => {
             let kernels = Kernels::for_tier(tier).expect("supported tier");
@@ -887,14 +996,14 @@ fn decode_projections(bencher: Bencher, (fused, threads): (bool, usize)) {
     let (d, ff) = (4096, 11008);
     let attn = weights(ty, d, d);
     let ffn = weights(ty, ff, d);
-    let groups: [Vec<QuantMatrix>; 2] = [
-        (0..3)
-            .map(|_| QuantMatrix::new(ty, d, d, &attn).expect("matrix"))
-            .collect(),
-        (0..2)
-            .map(|_| QuantMatrix::new(ty, ff, d, &ffn).expect("matrix"))
-            .collect(),
+    let layout = bench_layout(kernels, ty, d, d);
+    let packed = [
+        laid_out(ty, layout, d, d, &attn),
+        laid_out(ty, layout, ff, d, &ffn),
     ];
+    let attn_m = matrices(ty, layout, d, d, packed[0].as_deref().unwrap_or(&attn))[0];
+    let ffn_m = matrices(ty, layout, ff, d, packed[1].as_deref().unwrap_or(&ffn))[0];
+    let groups: [Vec<QuantMatrix>; 2] = [vec![attn_m; 3], vec![ffn_m; 2]];
     let x = floats(d, 11);
     let mut outs: Vec<Vec<Vec<f32>>> = groups
         .iter()
@@ -1028,11 +1137,11 @@ fn dram_paired() {
         // One set for both (the same pages); ggml half the set away from ours each round, so
         // neither finds the matrix the other just read in the last-level cache.
         let theirs = GgmlMatmul::new(&ggml_case, set, floats(case.k, 11));
-        let matrices: Vec<QuantMatrix> = theirs
-            .weights()
-            .chunks_exact(matrix_bytes)
-            .map(|w| QuantMatrix::new(case.ty, case.rows, case.k, w).expect("matrix"))
-            .collect();
+        // Ours on a repacked copy where the tier prefers it (2 GiB more), else the same bytes.
+        let layout = bench_layout(kernels, case.ty, case.rows, case.k);
+        let packed = laid_out(case.ty, layout, case.rows, case.k, theirs.weights());
+        let ours_bytes = packed.as_deref().unwrap_or(theirs.weights());
+        let matrices = matrices(case.ty, layout, case.rows, case.k, ours_bytes);
         let x = floats(case.k, 11);
         let mut y = vec![0f32; case.rows];
         let pool = pool(case.threads);
@@ -1081,10 +1190,11 @@ fn dram_paired() {
         let ggml_pct: Vec<f64> = g.iter().zip(&p).map(|(a, b)| 100.0 * a / b).collect();
         let speedup: Vec<f64> = o.iter().zip(&g).map(|(a, b)| a / b).collect();
         println!(
-            "| {} {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            "| {} {}×{}{} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
             case.ty,
             case.rows,
             case.k,
+            ours_layout_note(layout),
             threads,
             median(p),
             median(o),
@@ -1093,6 +1203,14 @@ fn dram_paired() {
             median(ggml_pct),
             median(speedup)
         );
+    }
+}
+
+/// What the tables add after our case where ours ran on a repacked layout.
+fn ours_layout_note(layout: WeightLayout) -> String {
+    match layout {
+        WeightLayout::Ggml => String::new(),
+        other => format!(" (ours: {other} repacked)"),
     }
 }
 
@@ -1142,9 +1260,12 @@ fn n1_paired() {
         };
         let w = weights(case.ty, case.rows, case.k);
         let theirs = GgmlMatmul::new(&ggml_case, w, floats(case.k, 11));
-        // Ours on ggml's bytes: both sides read the same pages.
-        let matrix =
-            QuantMatrix::new(case.ty, case.rows, case.k, theirs.weights()).expect("matrix");
+        // Ours on ggml's bytes (both sides read the same pages), or on a repacked copy where
+        // the tier prefers it.
+        let layout = bench_layout(kernels, case.ty, case.rows, case.k);
+        let packed = laid_out(case.ty, layout, case.rows, case.k, theirs.weights());
+        let ours_bytes = packed.as_deref().unwrap_or(theirs.weights());
+        let matrix = matrices(case.ty, layout, case.rows, case.k, ours_bytes)[0];
         let x = floats(case.k, 11);
         let mut y = vec![0f32; case.rows];
         let pool = pool(case.threads);
@@ -1191,12 +1312,13 @@ fn n1_paired() {
         let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let (o_min, g_min) = (fastest(&o), fastest(&g));
         println!(
-            "| {} | {}×{} | {} | {} | {:.0} / {:.0} | {:.0} / {:.0} | **{:.2}** | {:.2} | {:.2}–{:.2} |",
+            "| {} | {}×{} | {} | {}{} | {:.0} / {:.0} | {:.0} / {:.0} | **{:.2}** | {:.2} | {:.2}–{:.2} |",
             case.ty,
             case.rows,
             case.k,
             case.threads,
             case.tier.name(),
+            ours_layout_note(layout),
             1e6 * o_min,
             1e6 * median(o),
             1e6 * g_min,

@@ -178,6 +178,68 @@ fn dots_are_within_the_rounding_bound_of_ggml() {
     println!("largest |ours - ggml| / tolerance: {worst:.3}");
 }
 
+/// Each tier's Q4_K×8 group dot (on the rows repacked) against ggml's `vec_dot_q4_K_q8_K` on
+/// each row in ggml's layout (ggml b2757 has no repacked layout): bit for bit on exact inputs
+/// (also at the ends of the integer ranges), within the rounding bound on realistic ones; k =
+/// 256, 512, 768 and 4096, 1, 2 and 3 groups of 8 rows.
+#[test]
+fn q4_k_x8_group_dots_match_ggml_per_row() {
+    let mut rng = rng(17);
+    let w_type = GgmlType::Q4_K;
+    let mut checked = 0;
+    for k in [256, 512, 768, 4096] {
+        let row_bytes = llava::quant::row_bytes(w_type, k).unwrap();
+        for groups in [1, 2, 3] {
+            let rows = 8 * groups;
+            for round in 0..5 {
+                let (w, a) = match round {
+                    0 | 1 => exact_q4_k_rows(rows, k, &mut rng),
+                    2 if k <= 768 => extreme_q4_k_rows(rows, k, &mut rng),
+                    _ => {
+                        let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                            .iter()
+                            .map(|v| v * 0.02)
+                            .collect();
+                        let a = realistic_f32(k, &mut rng);
+                        (quantize(w_type, &wf), quantize(GgmlType::Q8_K, &a))
+                    }
+                };
+                let exact = round < 2 || (round == 2 && k <= 768);
+                let packed = repacked_q4_k(rows, k, &w);
+                for kernels in tiers() {
+                    let Some(group) = kernels.repacked.q4_k_x8 else {
+                        continue;
+                    };
+                    let ours = group_dot_rows(group, k, &packed, &a, rows);
+                    for (r, o) in ours.iter().enumerate() {
+                        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                        let theirs = ggml_dot(w_type, k, row, &a);
+                        let what = format!("{} k={k} groups={groups} row {r}", kernels.tier);
+                        if exact {
+                            assert_eq!(
+                                o.to_bits(),
+                                theirs.to_bits(),
+                                "{what}: {o} vs ggml {theirs}"
+                            );
+                        } else {
+                            let tol = tolerance(w_type, k, magnitude(w_type, k, row, &a), 4);
+                            let diff = f64::from(o - theirs).abs();
+                            assert!(
+                                diff <= tol,
+                                "{what}: {o} vs ggml {theirs}, |diff| {diff:e} > {tol:e}"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    if Tier::Avx2.is_supported() {
+        assert!(checked > 0, "the x86 tiers have Q4_K×8 group dots");
+    }
+}
+
 #[test]
 fn bf16_dot_is_the_f64_sum_of_exact_products() {
     let mut rng = rng(14);

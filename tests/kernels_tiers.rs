@@ -766,6 +766,143 @@ fn repacked_matrices_match_their_ggml_layout() {
     ));
 }
 
+/// The Q4_K×8 group dots of every tier that has one (x86: AVX2, AVX-512) against the portable
+/// one (per row the scalar dot of the unpacked row): bit for bit on exact inputs, also at the
+/// ends of the integer ranges (`extreme_q4_k_rows`: sub-block sums of ±61440), and within the
+/// rounding bound on realistic ones (each row keeps `nb` terms in each of its two float
+/// accumulators, as the one-row dots). k = 256, 512, 768 and 4096, 1, 2 and 3 groups (passes
+/// of two groups and a remainder), every group dotted alone equal bit for bit to the same group
+/// in the run.
+#[test]
+fn q4_k_x8_group_dots_match_the_portable_one() {
+    let mut rng = rng(47);
+    let w_type = GgmlType::Q4_K;
+    let mut checked = Vec::new();
+    for kernels in tiers() {
+        let Some(group) = kernels.repacked.q4_k_x8 else {
+            continue;
+        };
+        for k in [256, 512, 768, 4096] {
+            let row_bytes = llava::quant::row_bytes(w_type, k).unwrap();
+            for groups in [1, 2, 3] {
+                let rows = 8 * groups;
+                let what = |r: usize| format!("{} k={k} groups={groups} row {r}", kernels.tier);
+                for round in 0..4 {
+                    let (w, a) = if round < 2 || k > 768 {
+                        exact_q4_k_rows(rows, k, &mut rng)
+                    } else {
+                        extreme_q4_k_rows(rows, k, &mut rng)
+                    };
+                    let packed = repacked_q4_k(rows, k, &w);
+                    let ours = group_dot_rows(group, k, &packed, &a, rows);
+                    let portable = group_dot_rows(repack::PORTABLE_Q4K_X8, k, &packed, &a, rows);
+                    for (r, (o, p)) in ours.iter().zip(&portable).enumerate() {
+                        assert_eq!(o.to_bits(), p.to_bits(), "{} exact: {o} vs {p}", what(r));
+                    }
+                }
+                let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                    .iter()
+                    .map(|v| v * 0.02)
+                    .collect();
+                let w = quantize(w_type, &wf);
+                let a = quantize(GgmlType::Q8_K, &realistic_f32(k, &mut rng));
+                let packed = repacked_q4_k(rows, k, &w);
+                let ours = group_dot_rows(group, k, &packed, &a, rows);
+                let portable = group_dot_rows(repack::PORTABLE_Q4K_X8, k, &packed, &a, rows);
+                for (r, (o, p)) in ours.iter().zip(&portable).enumerate() {
+                    let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                    let tol = tolerance(w_type, k, magnitude(w_type, k, row, &a), FLOAT_LANES);
+                    let diff = f64::from(o - p).abs();
+                    assert!(
+                        diff <= tol,
+                        "{}: {o} vs portable {p}, |diff| {diff:e} > {tol:e}",
+                        what(r)
+                    );
+                }
+                let group_bytes = 8 * row_bytes;
+                for (g, part) in packed.chunks_exact(group_bytes).enumerate() {
+                    let alone = group_dot_rows(group, k, part, &a, 8);
+                    for (r, v) in alone.iter().enumerate() {
+                        let whole = ours[8 * g + r];
+                        let r = 8 * g + r;
+                        assert_eq!(
+                            v.to_bits(),
+                            whole.to_bits(),
+                            "{} alone: {v} vs {whole}",
+                            what(r)
+                        );
+                    }
+                }
+            }
+        }
+        checked.push(kernels.tier);
+    }
+    for tier in [Tier::Avx2, Tier::Avx512] {
+        if tier.is_supported() {
+            assert!(checked.contains(&tier), "{tier} has a Q4_K×8 group dot");
+        }
+    }
+}
+
+/// n = 1 on a Q4_K matrix repacked to the layout the tier prefers equals n = 1 on the same
+/// matrix in ggml's layout within the rounding bound, and gives every row its group dot bit
+/// for bit (however the rows are cut in tasks), in two threads, every tier.
+#[test]
+fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rng(53);
+    let w_type = GgmlType::Q4_K;
+    for kernels in tiers() {
+        for (rows, k) in [(8, 256), (24, 512), (40, 768), (136, 4096)] {
+            let layout = repack::preferred_layout(kernels, w_type, rows, k);
+            let expected = if kernels.repacked.q4_k_x8.is_some() {
+                WeightLayout::Q4KX8
+            } else {
+                WeightLayout::Ggml
+            };
+            assert_eq!(layout, expected, "{} {rows}×{k}", kernels.tier);
+            let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                .iter()
+                .map(|v| v * 0.02)
+                .collect();
+            let w = quantize(w_type, &wf);
+            let packed = repacked_q4_k(rows, k, &w);
+            let plain = QuantMatrix::new(w_type, rows, k, &w).unwrap();
+            let repacked =
+                QuantMatrix::with_layout(w_type, rows, k, WeightLayout::Q4KX8, &packed).unwrap();
+            let x = realistic_f32(k, &mut rng);
+            let (mut want, mut got) = (vec![0f32; rows], vec![f32::NAN; rows]);
+            pool.install(|| matmul(kernels, &plain, &x, 1, &mut want))
+                .unwrap();
+            pool.install(|| matmul(kernels, &repacked, &x, 1, &mut got))
+                .unwrap();
+            let mut a = vec![0u8; llava::quant::row_bytes(GgmlType::Q8_K, k).unwrap()];
+            kernels
+                .quantize_activations(GgmlType::Q8_K, &x, &mut a)
+                .unwrap();
+            let group = kernels.repacked.q4_k_x8.unwrap_or(repack::PORTABLE_Q4K_X8);
+            let dots = group_dot_rows(group, k, &packed, &a, rows);
+            for r in 0..rows {
+                let what = format!("{} {rows}×{k} row {r}", kernels.tier);
+                assert_eq!(
+                    got[r].to_bits(),
+                    dots[r].to_bits(),
+                    "{what}: {} vs group dot {}",
+                    got[r],
+                    dots[r]
+                );
+                let row = &w[r * plain.row_bytes()..(r + 1) * plain.row_bytes()];
+                let tol = tolerance(w_type, k, magnitude(w_type, k, row, &a), FLOAT_LANES);
+                let diff = f64::from(got[r] - want[r]).abs();
+                assert!(diff <= tol, "{what}: {} vs ggml layout {}", got[r], want[r]);
+            }
+        }
+    }
+}
+
 /// The decode loop's fused projections: several matrices of different types (so different
 /// activation types) and odd row counts sharing one input row, in one parallel pass, give each
 /// matrix's own `matmul` result bit for bit, on every tier, in two threads.

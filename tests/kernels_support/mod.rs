@@ -272,3 +272,111 @@ pub fn tier_dots(
     }
     out
 }
+
+/// `ggml` (`rows` Q4_K rows of `k` in ggml's layout) repacked to Q4_K×8.
+pub fn repacked_q4_k(rows: usize, k: usize, ggml: &[u8]) -> Vec<u8> {
+    let mut packed = ggml.to_vec();
+    llava::kernels::repack::repack_in_place(
+        GgmlType::Q4_K,
+        llava::kernels::WeightLayout::Q4KX8,
+        rows,
+        k,
+        &mut packed,
+    )
+    .expect("repack");
+    packed
+}
+
+/// A group dot ([`llava::kernels::GroupDot`]) of the repacked rows `packed` (`rows`, a
+/// multiple of 8, of `k`) with one Q8_K activation row `a`, prepared here.
+pub fn group_dot_rows(
+    group: llava::kernels::GroupDot,
+    k: usize,
+    packed: &[u8],
+    a: &[u8],
+    rows: usize,
+) -> Vec<f32> {
+    let mut layout = vec![0xa5u8; (group.prepared_bytes)(k)];
+    (group.prepare)(k, a, &mut layout);
+    let mut out = vec![f32::NAN; rows];
+    (group.dot)(k, packed, &layout, &mut out);
+    out
+}
+
+/// Checks that a Q4_K row and a Q8_K row are in the exact regime (see the module doc).
+fn assert_exact_q4_k(k: usize, w: &[u8], a: &[u8]) {
+    let unit = f64::from(EXACT_W_SCALE * EXACT_A_SCALE);
+    let bound = magnitude(GgmlType::Q4_K, k, w, a);
+    assert!(
+        bound < unit * (1u64 << 24) as f64,
+        "Q4_K: exact inputs too large ({bound} >= 2^24 units of {unit})"
+    );
+}
+
+/// `rows` exact Q4_K rows of `k` (ggml's layout, back to back) and one exact Q8_K row.
+pub fn exact_q4_k_rows(rows: usize, k: usize, rng: &mut Xoshiro256PlusPlus) -> (Vec<u8>, Vec<u8>) {
+    let w = exact_weights(GgmlType::Q4_K, rows * k, rng);
+    let a = exact_activations(GgmlType::Q8_K, k, rng);
+    let row_bytes = quant::row_bytes(GgmlType::Q4_K, k).expect("whole blocks");
+    for row in w.chunks_exact(row_bytes) {
+        assert_exact_q4_k(k, row, &a);
+    }
+    (w, a)
+}
+
+/// As [`exact_q4_k_rows`] at the ends of the ranges the integer sums meet: every nibble 0 or
+/// 15 (mostly 15), activations -128 or 127 (a 32-element sub-block's sum of products then
+/// reaches ±61440, an i16 overflow for a kernel that would keep it in 16 bits), sub-block
+/// scales and mins in 0..8 (including their packed top bits, all zero here) so the sums stay
+/// exact in f32 for up to 3 blocks.
+pub fn extreme_q4_k_rows(
+    rows: usize,
+    k: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut w = exact_weights(GgmlType::Q4_K, rows * k, rng);
+    for block in w.chunks_exact_mut(144) {
+        let small = |rng: &mut Xoshiro256PlusPlus| rng.random_range(0u8..8);
+        for j in 0..4 {
+            block[4 + j] = small(rng);
+            block[8 + j] = small(rng);
+            block[12 + j] = small(rng) | small(rng) << 4;
+        }
+        // Per 32 quant bytes (two sub-blocks): all 15, or a mix of 0 and 15.
+        for pair in block[16..].chunks_exact_mut(32) {
+            let all = rng.random_range(0..2) == 0;
+            for q in pair {
+                *q = if all {
+                    0xff
+                } else {
+                    [0xff, 0x0f, 0xf0, 0x00][rng.random_range(0..4)]
+                };
+            }
+        }
+    }
+    let mut a = Vec::new();
+    for _ in 0..k / 256 {
+        // Per sub-block: all -128, all 127, or a mix.
+        let mut qs: Vec<i8> = Vec::with_capacity(256);
+        for _ in 0..8 {
+            let mode = rng.random_range(0..3);
+            qs.extend((0..32).map(|_| match mode {
+                0 => -128,
+                1 => 127,
+                _ if rng.random_range(0..2) == 0 => -128,
+                _ => 127,
+            }));
+        }
+        a.extend_from_slice(&(EXACT_A_SCALE * random_sign(rng)).to_le_bytes());
+        a.extend(qs.iter().map(|&q| q as u8));
+        for group in qs.chunks_exact(16) {
+            let sum: i16 = group.iter().map(|&q| i16::from(q)).sum();
+            a.extend_from_slice(&sum.to_le_bytes());
+        }
+    }
+    let row_bytes = quant::row_bytes(GgmlType::Q4_K, k).expect("whole blocks");
+    for row in w.chunks_exact(row_bytes) {
+        assert_exact_q4_k(k, row, &a);
+    }
+    (w, a)
+}

@@ -2,7 +2,7 @@
 //! (`vpdpbusd`/`vpdpwssd`, EVEX) where present.
 
 use super::variant::x86_variant;
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, RepackedKernels};
 
 x86_variant!(
     plain,
@@ -51,13 +51,22 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
     } else {
         plain::table(base)
     };
-    // The prepared decode dots use VNNI; without it, the AVX2 tier's.
-    let decode = if has_vnni() {
-        super::decode_dot::avx512::DECODE
+    // The prepared decode dots and the Q4_K×8 group dot use VNNI; without it, the AVX2 tier's.
+    let (decode, q4_k_x8) = if has_vnni() {
+        (
+            super::decode_dot::avx512::DECODE,
+            super::q4k_x8::AVX512_VNNI,
+        )
     } else {
-        super::decode_dot::avx2::DECODE
+        (super::decode_dot::avx2::DECODE, super::q4k_x8::AVX2)
     };
-    Kernels { decode, ..table }
+    Kernels {
+        decode,
+        repacked: RepackedKernels {
+            q4_k_x8: Some(q4_k_x8),
+        },
+        ..table
+    }
 }
 
 /// Whether this CPU runs the AVX-512 tier.

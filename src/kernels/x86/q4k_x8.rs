@@ -32,6 +32,8 @@
 use std::arch::x86_64::*;
 
 use super::common::*;
+use super::decode_dot::{bytes_q4_k, prepare_q4_k_in_order};
+use crate::kernels::GroupDot;
 
 /// Bytes of one x8 block: 8 rows × 144.
 pub(crate) const X8_BLOCK_BYTES: usize = 1152;
@@ -177,14 +179,23 @@ unsafe fn groups_pass<const VNNI: bool, const G: usize>(
             for j in 0..4 {
                 let mut lo = [_mm256_setzero_si256(); G];
                 let mut hi = [_mm256_setzero_si256(); G];
+                // VNNI: odd pieces into their own accumulators (chains of 4 `vpdpbusd`, whose
+                // latency bound chains of 8).
+                let mut lo_odd = [_mm256_setzero_si256(); G];
+                let mut hi_odd = [_mm256_setzero_si256(); G];
                 for p in 0..8 {
                     let yl = _mm256_set1_epi32(read_u32(ab.add(64 * j + 4 * p)) as i32);
                     let yh = _mm256_set1_epi32(read_u32(ab.add(64 * j + 32 + 4 * p)) as i32);
                     for gi in 0..G {
                         let q = load256(blocks[gi].add(QS_AT + 256 * j + 32 * p));
                         if VNNI {
-                            lo[gi] = _mm256_dpbusd_epi32(lo[gi], _mm256_and_si256(q, m4), yl);
-                            hi[gi] = _mm256_dpbusd_epi32(hi[gi], _mm256_and_si256(q, mf0), yh);
+                            let (l, h) = if p % 2 == 0 {
+                                (&mut lo[gi], &mut hi[gi])
+                            } else {
+                                (&mut lo_odd[gi], &mut hi_odd[gi])
+                            };
+                            *l = _mm256_dpbusd_epi32(*l, _mm256_and_si256(q, m4), yl);
+                            *h = _mm256_dpbusd_epi32(*h, _mm256_and_si256(q, mf0), yh);
                         } else {
                             let ql = _mm256_and_si256(q, m4);
                             let qh = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
@@ -198,6 +209,8 @@ unsafe fn groups_pass<const VNNI: bool, const G: usize>(
                 for gi in 0..G {
                     let reg = sc[gi][j / 2];
                     if VNNI {
+                        lo[gi] = _mm256_add_epi32(lo[gi], lo_odd[gi]);
+                        hi[gi] = _mm256_add_epi32(hi[gi], hi_odd[gi]);
                         let lane = if j % 2 == 0 {
                             _mm256_castsi256_si128(reg)
                         } else {
@@ -206,8 +219,7 @@ unsafe fn groups_pass<const VNNI: bool, const G: usize>(
                         let s_lo = _mm256_cvtepu8_epi32(lane);
                         let s_hi = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lane, lane));
                         isum[gi] = _mm256_add_epi32(isum[gi], _mm256_mullo_epi32(lo[gi], s_lo));
-                        isum16[gi] =
-                            _mm256_add_epi32(isum16[gi], _mm256_mullo_epi32(hi[gi], s_hi));
+                        isum16[gi] = _mm256_add_epi32(isum16[gi], _mm256_mullo_epi32(hi[gi], s_hi));
                     } else {
                         let both = if j % 2 == 0 {
                             _mm256_permute2x128_si256::<0x00>(reg, reg)
@@ -304,7 +316,7 @@ unsafe fn groups_vnni(nb: usize, groups: usize, w: *const u8, a: *const u8, out:
 }
 
 /// The AVX2 group dot (AVX2 + FMA + F16C); safe entry: checks the lengths.
-pub(crate) fn dot_avx2(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
+fn dot_avx2(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
     let (nb, groups) = check_group_dot("q4_k_x8 avx2", k, w, a, out);
     // SAFETY: only reachable through a kernel table built after detecting AVX2 + FMA + F16C;
     // the lengths were checked above.
@@ -312,93 +324,23 @@ pub(crate) fn dot_avx2(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
 }
 
 /// The AVX-512 VNNI group dot (256-bit `vpdpbusd`); safe entry: checks the lengths.
-pub(crate) fn dot_vnni(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
+fn dot_vnni(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
     let (nb, groups) = check_group_dot("q4_k_x8 avx512 vnni", k, w, a, out);
     // SAFETY: only reachable through a kernel table built after detecting AVX-512 F/BW/VL +
     // VNNI (with AVX2 + FMA + F16C); the lengths were checked above.
     unsafe { groups_vnni(nb, groups, w.as_ptr(), a.as_ptr(), out.as_mut_ptr()) }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The AVX2 tier's Q4_K×8 group dot (also the AVX-512 tier's without VNNI).
+pub(crate) const AVX2: GroupDot = GroupDot {
+    prepared_bytes: bytes_q4_k,
+    prepare: prepare_q4_k_in_order,
+    dot: dot_avx2,
+};
 
-    /// Row-major ggml Q4_K rows (8 per group) into the x8 layout, from the layout table.
-    fn repack(rows: usize, k: usize, src: &[u8]) -> Vec<u8> {
-        let (nb, row_bytes) = (k / 256, k / 256 * 144);
-        let mut out = vec![0u8; src.len()];
-        for g in 0..rows / 8 {
-            for b in 0..nb {
-                let o = &mut out[(g * nb + b) * 1152..][..1152];
-                for r in 0..8 {
-                    let x = &src[(8 * g + r) * row_bytes + 144 * b..][..144];
-                    o[2 * r..2 * r + 2].copy_from_slice(&x[0..2]);
-                    o[16 + 2 * r..18 + 2 * r].copy_from_slice(&x[2..4]);
-                    for i in 0..12 {
-                        o[32 + 8 * i + r] = x[4 + i];
-                    }
-                    for j in 0..4 {
-                        for p in 0..8 {
-                            let at = 128 + 256 * j + 32 * p + 4 * r;
-                            o[at..at + 4].copy_from_slice(&x[16 + 32 * j + 4 * p..][..4]);
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
-    #[test]
-    fn quick_against_scalar() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
-        for (k, groups) in [(256, 1), (512, 2), (768, 3), (4096, 3)] {
-            let rows = 8 * groups;
-            let x: Vec<f32> = (0..rows * k)
-                .map(|_| ((rng.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * 0.05)
-                .collect();
-            let mut w = vec![0u8; rows * k / 256 * 144];
-            crate::quant::quantize_row(crate::GgmlType::Q4_K, &x, &mut w).unwrap();
-            let xa: Vec<f32> = (0..k)
-                .map(|_| (rng.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-                .collect();
-            let mut a = vec![0u8; k / 256 * 292];
-            crate::kernels::scalar::quantize_act_q8_k(&xa, &mut a);
-            let mut prep = vec![0u8; super::super::decode_dot::bytes_q4_k(k)];
-            super::super::decode_dot::prepare_q4_k_in_order(k, &a, &mut prep);
-            let wx = repack(rows, k, &w);
-            let row_bytes = k / 256 * 144;
-            let mut outs = vec![("avx2", vec![0f32; rows])];
-            dot_avx2(k, &wx, &prep, &mut outs[0].1);
-            if super::super::avx512::has_vnni() {
-                let mut o = vec![0f32; rows];
-                dot_vnni(k, &wx, &prep, &mut o);
-                outs.push(("vnni", o));
-            }
-            for (name, out) in &outs {
-                for r in 0..rows {
-                    let want = crate::kernels::scalar::dot_q4_k(
-                        k,
-                        &w[r * row_bytes..(r + 1) * row_bytes],
-                        &a,
-                    );
-                    let got = out[r];
-                    assert!(
-                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                        "{name} k={k} row {r}: {got} vs {want}"
-                    );
-                }
-            }
-        }
-    }
-}
+/// The AVX-512 tier's Q4_K×8 group dot with VNNI.
+pub(crate) const AVX512_VNNI: GroupDot = GroupDot {
+    prepared_bytes: bytes_q4_k,
+    prepare: prepare_q4_k_in_order,
+    dot: dot_vnni,
+};
