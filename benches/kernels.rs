@@ -410,6 +410,20 @@ fn matmul_n512_ggml(bencher: Bencher, case: &Case) {
     run_ggml(bencher, case);
 }
 
+/// Unpacking a Q4_K×8 matrix (4096×4096) back to ggml's layout, as n > 1 matmuls do chunk by
+/// chunk on a repacked matrix: its cost beside `matmul_n512_ours` (one unpack per matmul).
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn unpack_q4_k_x8(bencher: Bencher) {
+    let (ty, rows, k) = (GgmlType::Q4_K, 4096, 4096);
+    let packed =
+        laid_out(ty, WeightLayout::Q4KX8, rows, k, &weights(ty, rows, k)).expect("repacked");
+    let matrix = matrices(ty, WeightLayout::Q4KX8, rows, k, &packed)[0];
+    let mut out = vec![0u8; packed.len()];
+    bencher
+        .counter(BytesCount::new(packed.len()))
+        .bench_local(|| llava::kernels::repack::unpack_rows(&matrix, 0, &mut out).expect("unpack"));
+}
+
 /// (rows, k) of CLIP ViT-L/14's projections: attention (and out), FFN up, FFN down.
 const CLIP_SHAPES: [(usize, usize); 3] = [(1024, 1024), (4096, 1024), (1024, 4096)];
 

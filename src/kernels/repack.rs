@@ -188,7 +188,7 @@ fn group_bytes(
 
 /// Where byte `at` of block `b` of row `r` (ggml's Q4_K block: d, dmin, 12 scale bytes, 128
 /// nibble bytes) goes in the x8 block holding it.
-#[inline]
+#[cfg(test)]
 fn q4_k_x8_offset(r: usize, at: usize) -> usize {
     match at {
         0..2 => 2 * r + at,
@@ -204,29 +204,52 @@ fn q4_k_x8_offset(r: usize, at: usize) -> usize {
 
 /// 8 ggml rows of `k` Q4_K elements (`rows`, back to back) into one Q4_K×8 group (`group`).
 fn repack_group_q4_k(k: usize, rows: &[u8], group: &mut [u8]) {
-    let nb = k / QK_K;
-    let row_bytes = nb * Q4K_BLOCK_BYTES;
+    let row_bytes = k / QK_K * Q4K_BLOCK_BYTES;
     for (b, x8) in group.chunks_exact_mut(Q4K_X8_BLOCK_BYTES).enumerate() {
+        let x8: &mut [u8; Q4K_X8_BLOCK_BYTES] = x8.try_into().expect("whole x8 block");
         for r in 0..8 {
-            let block = &rows[r * row_bytes + b * Q4K_BLOCK_BYTES..][..Q4K_BLOCK_BYTES];
-            for (at, &byte) in block.iter().enumerate() {
-                x8[q4_k_x8_offset(r, at)] = byte;
-            }
+            let at = r * row_bytes + b * Q4K_BLOCK_BYTES;
+            let block: &[u8; Q4K_BLOCK_BYTES] = rows[at..at + Q4K_BLOCK_BYTES]
+                .try_into()
+                .expect("whole block");
+            for_each_q4_k_x8_run(r, |row_at, x8_at, len| {
+                x8[x8_at..x8_at + len].copy_from_slice(&block[row_at..row_at + len]);
+            });
         }
     }
 }
 
 /// One Q4_K×8 group (`group`) back into its 8 ggml rows of `k` elements (`rows`).
 fn unpack_group_q4_k(k: usize, group: &[u8], rows: &mut [u8]) {
-    let nb = k / QK_K;
-    let row_bytes = nb * Q4K_BLOCK_BYTES;
+    let row_bytes = k / QK_K * Q4K_BLOCK_BYTES;
     for (b, x8) in group.chunks_exact(Q4K_X8_BLOCK_BYTES).enumerate() {
+        let x8: &[u8; Q4K_X8_BLOCK_BYTES] = x8.try_into().expect("whole x8 block");
         for r in 0..8 {
-            let block = &mut rows[r * row_bytes + b * Q4K_BLOCK_BYTES..][..Q4K_BLOCK_BYTES];
-            for (at, byte) in block.iter_mut().enumerate() {
-                *byte = x8[q4_k_x8_offset(r, at)];
-            }
+            let at = r * row_bytes + b * Q4K_BLOCK_BYTES;
+            let block: &mut [u8; Q4K_BLOCK_BYTES] = (&mut rows[at..at + Q4K_BLOCK_BYTES])
+                .try_into()
+                .expect("whole block");
+            for_each_q4_k_x8_run(r, |row_at, x8_at, len| {
+                block[row_at..row_at + len].copy_from_slice(&x8[x8_at..x8_at + len]);
+            });
         }
+    }
+}
+
+/// Calls `copy(row_at, x8_at, len)` for every run of bytes of row `r`'s block that stays
+/// contiguous in its x8 block, as [`q4_k_x8_offset`] places them: `d` and `dmin` (2 bytes
+/// each), the scale bytes (1 each) and the nibbles (4-byte pieces). Copies of runs within
+/// fixed-size blocks, not a byte-by-byte loop: n > 1 matmuls unpack every chunk of a repacked
+/// matrix, and that loop ran at 1.1 GB/s.
+#[inline(always)]
+fn for_each_q4_k_x8_run(r: usize, mut copy: impl FnMut(usize, usize, usize)) {
+    copy(0, 2 * r, 2);
+    copy(2, 16 + 2 * r, 2);
+    for i in 0..12 {
+        copy(4 + i, 32 + 8 * i + r, 1);
+    }
+    for piece in 0..32 {
+        copy(16 + 4 * piece, 128 + 32 * piece + 4 * r, 4);
     }
 }
 
@@ -292,6 +315,25 @@ mod tests {
             })
             .collect();
         quantized(GgmlType::Q4_K, &x)
+    }
+
+    /// The runs the repacking copies put every byte of a block where the byte table says.
+    #[test]
+    fn q4_k_x8_runs_follow_the_byte_offsets() {
+        for r in 0..8 {
+            let mut covered = [0u8; Q4K_BLOCK_BYTES];
+            for_each_q4_k_x8_run(r, |row_at, x8_at, len| {
+                for t in 0..len {
+                    assert_eq!(
+                        q4_k_x8_offset(r, row_at + t),
+                        x8_at + t,
+                        "row {r} byte {row_at}+{t}"
+                    );
+                    covered[row_at + t] += 1;
+                }
+            });
+            assert!(covered.iter().all(|&c| c == 1), "row {r}: {covered:?}");
+        }
     }
 
     /// Every byte of a block lands in a distinct place of its x8 block.
