@@ -2,7 +2,7 @@
 //! 8 rows interleaved per 256-element block, so one 32-byte load holds the same 4 quant bytes
 //! of all 8 rows (row r in i32 lane r) and every vector operation works for 8 rows at once.
 //!
-//! Per x8 block of 1152 bytes (see the layout table in `kernels/repack.rs`): the 8 `d` and 8
+//! Per x8 block of 1152 bytes (the byte table is in docs/kernels.md): the 8 `d` and 8
 //! `dmin` as f16 (one `vcvtph2ps` each), the 12 packed 6-bit scale bytes transposed (byte
 //! 32 + 8i + r = row r's `scales[i]`), unpacked for all 8 rows by a few byte-wise operations
 //! (the per-row unpacking bound the one-row dots), and the nibbles in 4-byte pieces.
@@ -13,6 +13,8 @@
 //! - AVX-512 VNNI (256-bit): `vpdpbusd` into i32, the high nibbles taken in place (`& 0xF0`, 16
 //!   times their value: one operation fewer per piece, divided back exactly per block), one
 //!   `vpmulld` per sub-block with its scales as i32.
+//!
+//! Several groups per pass share each activation broadcast (AVX2 4, VNNI 2: `PASS_*`).
 //!
 //! The mins term takes the 8 prepared sub-block sums of the activations (two Q8_K `bsums`
 //! each): `vpmaddwd` of (min[2t][r], min[2t+1][r]) with (sum[2t], sum[2t+1]).
@@ -36,7 +38,7 @@ use super::decode_dot::{bytes_q4_k, prepare_q4_k_in_order};
 use crate::kernels::GroupDot;
 
 /// Bytes of one x8 block: 8 rows × 144.
-pub(crate) const X8_BLOCK_BYTES: usize = 1152;
+const X8_BLOCK_BYTES: usize = crate::kernels::repack::Q4K_X8_BLOCK_BYTES;
 /// Bytes of one prepared activation block (`decode_dot.rs`'s in-order Q4_K layout).
 const ACT_BLOCK_BYTES: usize = 288;
 /// Offsets in an x8 block.
