@@ -626,10 +626,10 @@ fn dot_cases() -> Vec<DotCase> {
     out
 }
 
-/// Groups of rows per call of a repacked case of [`vec_dot_4096`]: 4, the fewest an n = 1
-/// matmul task holds (the x86 Q4_K×8 dots take 4 (AVX2) or 2 (VNNI) groups per pass).
+/// Groups of rows per call of a repacked case of [`vec_dot_4096`]: 2, as an n = 1 matmul task
+/// at k = 4096 holds.
 fn x8_groups() -> usize {
-    4
+    2
 }
 
 /// One 4096-element dot product (weights and activations in L1/L2): a tier's prepared decode

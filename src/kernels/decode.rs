@@ -26,11 +26,6 @@ pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
 const ROW_STREAMS: usize = 4;
 const ROW_STREAM_BYTES: usize = 128 * 1024;
 
-/// Groups of interleaved rows per task of a repacked matrix: a multiple of the groups the x86
-/// Q4_K×8 dots take per pass (AVX2 4, AVX-512 VNNI 2; with 2 rows of 4096 per task, AVX2 ran
-/// at 48 ns per row in L1, with 4 at 45).
-const GROUP_PASS: usize = 4;
-
 /// The dot an n = 1 matmul runs over a task's rows: several at once, one by one, or (on a
 /// repacked matrix) whole groups of interleaved rows.
 #[derive(Clone, Copy)]
@@ -47,11 +42,10 @@ impl RowDot {
         match self {
             RowDot::Rows(_) => ROW_STREAMS * ROW_STREAM_BYTES.div_ceil(row_bytes),
             RowDot::One(_) => (DECODE_CHUNK_BYTES / row_bytes).clamp(1, 256),
-            // Whole groups, so every task starts on one; at least GROUP_PASS of them, which
-            // the x86 group dots take at once (sharing each activation load).
+            // Whole groups, so every task starts on one.
             RowDot::Groups(_, group) => (DECODE_CHUNK_BYTES / row_bytes)
                 .clamp(1, 256)
-                .next_multiple_of(GROUP_PASS * group),
+                .next_multiple_of(group),
         }
     }
 

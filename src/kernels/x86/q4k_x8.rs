@@ -14,7 +14,8 @@
 //!   times their value: one operation fewer per piece, divided back exactly per block), one
 //!   `vpmulld` per sub-block with its scales as i32.
 //!
-//! Several groups per pass share each activation broadcast (AVX2 4, VNNI 2: `PASS_*`).
+//! One group per pass (several share the activation loads but read interleaved streams, which
+//! lost from memory: `PASS_*`).
 //!
 //! The mins term takes the 8 prepared sub-block sums of the activations (two Q8_K `bsums`
 //! each): `vpmaddwd` of (min[2t][r], min[2t+1][r]) with (sum[2t], sum[2t+1]).
@@ -253,11 +254,14 @@ unsafe fn groups_pass<const VNNI: bool, const G: usize>(
     }
 }
 
-/// Groups per pass, sharing each activation broadcast: AVX2 4 (its 8 accumulators fit the 16
-/// registers; 2 groups ran 6% slower per row in L1), VNNI 2 (its 4 accumulators per group are
-/// twice as many, and 4 groups ran 3.5× slower, spilling).
-const PASS_AVX2: usize = 4;
-const PASS_VNNI: usize = 2;
+/// Groups per pass: 1. Several groups per pass share each activation broadcast and ran faster
+/// in L1/L2 (per 4096-element row: AVX2 4 groups 45 ns against 48 for 2, VNNI 2 groups 38
+/// against 40 for 1; VNNI 4 spilled, 3.5× slower), but they read `G` interleaved streams, and
+/// the decode loop's projections (`decode_projections`, 4096×4096 ×3 and 11008×4096 ×2, beyond
+/// the L3) then took 4.4–4.7 ms one thread against 2.7–2.8 ms one group at a time (ggml's
+/// layout 3.2). The bodies keep `G` for that comparison.
+const PASS_AVX2: usize = 1;
+const PASS_VNNI: usize = 1;
 
 /// All `groups` groups at `w`, `PASS` per pass, then the remainder one by one.
 #[inline(always)]
