@@ -18,8 +18,8 @@
 
 use crate::GgmlType;
 use crate::gguf::{GgufError, GgufFile, GgufValue, TensorInfo};
-use crate::kernels::KernelError;
 use crate::kernels::matmul::QuantMatrix;
+use crate::kernels::{KernelError, WeightLayout};
 use crate::quant::{self, QuantError};
 
 /// Why a model could not be read from a file.
@@ -313,14 +313,17 @@ pub fn optional_matrix<'a>(
     }
 }
 
-/// Where a weight matrix lives in a file, checked once at load: a model that owns its
-/// [`GgufFile`] keeps these (no borrow of the file) and makes the zero-copy [`QuantMatrix`]
-/// view with [`MatrixRef::view`] when it multiplies.
+/// Where a weight matrix lives in a file and how its bytes are arranged, checked once at load:
+/// a model that owns its [`GgufFile`] keeps these (no borrow of the file) and makes the
+/// zero-copy [`QuantMatrix`] view with [`MatrixRef::view`] when it multiplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatrixRef {
     pub ty: GgmlType,
     pub rows: usize,
     pub k: usize,
+    /// ggml's, as in the file, unless the loader repacked the bytes in memory
+    /// ([`crate::kernels::repack`]); a mapped file's matrices always keep ggml's.
+    pub layout: WeightLayout,
     /// Byte range in [`GgufFile::bytes`].
     pub start: usize,
     pub len: usize,
@@ -337,7 +340,14 @@ impl MatrixRef {
                     expected: self.start + self.len,
                     actual: file.bytes().len(),
                 })?;
-        QuantMatrix::new(self.ty, self.rows, self.k, data)
+        QuantMatrix::with_layout(self.ty, self.rows, self.k, self.layout, data)
+    }
+
+    /// The same matrix with its bytes in `layout` (which must hold its type and rows), for a
+    /// loader that repacked them.
+    pub fn in_layout(self, layout: WeightLayout) -> Result<MatrixRef, KernelError> {
+        layout.check(self.ty, self.rows)?;
+        Ok(MatrixRef { layout, ..self })
     }
 }
 
@@ -359,6 +369,7 @@ pub fn matrix_ref(
         ty: m.ty(),
         rows,
         k,
+        layout: WeightLayout::Ggml,
         start: (file.data_offset() + info.offset) as usize,
         len: m.data().len(),
     })
@@ -432,7 +443,7 @@ pub fn tensor_f32(file: &GgufFile, name: &str, dims: &[u64]) -> Result<Vec<f32>,
 }
 
 /// Row `row` of a matrix of any block type as f32 into `out` (length `m.k()`), e.g. one token's
-/// embedding.
+/// embedding. A repacked matrix's row is unpacked with its group first (a copy of the group).
 pub fn dequantize_matrix_row(
     m: &QuantMatrix<'_>,
     row: usize,
@@ -445,8 +456,17 @@ pub fn dequantize_matrix_row(
             actual: row.max(out.len()),
         }));
     }
-    let bytes = &m.data()[row * m.row_bytes()..(row + 1) * m.row_bytes()];
-    quant::dequantize_row(m.ty(), bytes, out)?;
+    let row_bytes = m.row_bytes();
+    if m.layout() == WeightLayout::Ggml {
+        let bytes = &m.data()[row * row_bytes..(row + 1) * row_bytes];
+        quant::dequantize_row(m.ty(), bytes, out)?;
+    } else {
+        let group = m.layout().group_rows();
+        let mut rows = vec![0u8; group * row_bytes];
+        crate::kernels::repack::unpack_rows(m, row / group * group, &mut rows)?;
+        let at = row % group * row_bytes;
+        quant::dequantize_row(m.ty(), &rows[at..at + row_bytes], out)?;
+    }
     Ok(())
 }
 

@@ -403,3 +403,51 @@ fn released_tensor_pages_read_back_unchanged_mapped_or_in_memory() {
         }
     }
 }
+
+/// `read_into_memory_with` hands its closure the header and the writable bytes: the tensors
+/// it picks come as disjoint slices in file order (whatever order the header lists them in),
+/// what it writes there is what the file then reads, the rest is untouched; its error is
+/// returned as it is.
+#[test]
+fn tensors_rewritten_in_place_before_the_memory_is_read_only() {
+    let dir = temp_dir();
+    let path = dir.path().join("rewrite.gguf");
+    let tensor =
+        |seed: usize, n: usize| -> Vec<u8> { (0..n).map(|i| (i * seed % 251) as u8).collect() };
+    let (a, b, c) = (tensor(7, 400), tensor(13, 64), tensor(17, 1000));
+    let mut w = GgufWriter::new(&path);
+    for (name, bytes) in [("c", &c), ("a", &a), ("b", &b)] {
+        w.add_tensor(name, &[bytes.len() as u64], GgmlType::I8)
+            .unwrap();
+    }
+    let mut data = w.write_header().unwrap();
+    for (name, bytes) in [("c", &c), ("a", &a), ("b", &b)] {
+        data.write_tensor(name, bytes).unwrap();
+    }
+    data.finish().unwrap();
+
+    let file = GgufFile::read_into_memory_with(&path, |header, bytes| {
+        let picked = header.tensor_data_mut(bytes, |t| t.name != "a");
+        let names: Vec<&str> = picked.iter().map(|(t, _)| t.name.as_str()).collect();
+        assert_eq!(names, ["c", "b"]);
+        for (info, data) in picked {
+            assert_eq!(data.len() as u64, info.n_bytes);
+            data.reverse();
+        }
+        Ok::<(), GgufError>(())
+    })
+    .unwrap();
+    let reversed = |v: &[u8]| v.iter().rev().copied().collect::<Vec<u8>>();
+    assert_eq!(file.tensor_data_by_name("a").unwrap(), &a[..]);
+    assert_eq!(file.tensor_data_by_name("b").unwrap(), &reversed(&b)[..]);
+    assert_eq!(file.tensor_data_by_name("c").unwrap(), &reversed(&c)[..]);
+
+    let err = GgufFile::read_into_memory_with(&path, |_, _| {
+        Err(GgufError::NoSuchTensor {
+            tensor: "from the closure".into(),
+        })
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("from the closure"), "{err}");
+}

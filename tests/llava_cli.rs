@@ -240,8 +240,9 @@ fn interactive_chat_keeps_the_cache_between_turns() {
     assert!(n(prompts[1]) < n(prompts[0]), "{err}");
 }
 
-/// `--load` (and `--no-mmap`) in generation and bench: the start-up line says where the weights
-/// went; a bad value or both flags at once are usage errors.
+/// `--load` (and `--no-mmap`) and `--no-repack` in generation and bench: the start-up line
+/// says where the weights went and whether they were repacked; a bad value or contradicting
+/// flags are usage errors.
 #[test]
 fn load_flag_picks_where_the_weights_go() {
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-random-llama-q4_k_m.gguf");
@@ -250,7 +251,23 @@ fn load_flag_picks_where_the_weights_go() {
     for (flags, want) in [
         (
             &["--load", "mmap"][..],
-            "llava: weights mapped from the file (0.01 GB; --load mmap)",
+            "llava: weights mapped from the file (0.01 GB; --load mmap); ggml's layout kept \
+             (mapped weights are never repacked)",
+        ),
+        (
+            &["--load", "mmap", "--force-repack"],
+            "(0.01 GB; --load mmap); ggml's layout kept (mapped weights are never repacked)",
+        ),
+        (
+            &["--load", "memory", "--no-repack"],
+            "llava: weights read into memory (0.01 GB; --load memory); ggml's layout kept \
+             (--no-repack)",
+        ),
+        // The bundled file's 12 Q4_K matrices (its other ones are Q6_K); the forcing flag is
+        // hidden, for tests and measurements.
+        (
+            &["--load", "memory", "--force-repack"],
+            "(0.01 GB; --load memory); 12 Q4_K tensors repacked to Q4_K×8",
         ),
         (
             &["--load", "memory"],
@@ -281,8 +298,15 @@ fn load_flag_picks_where_the_weights_go() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("auto, memory, mmap"), "{err}");
-    let out = llava(&["-m", m, "--load", "mmap", "--no-mmap", "-p", "hi"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot be used with"), "{err}");
+    for both in [
+        &["--load", "mmap", "--no-mmap"][..],
+        &["--no-repack", "--force-repack"],
+    ] {
+        let mut args = vec!["-m", m, "-p", "hi"];
+        args.extend_from_slice(both);
+        let out = llava(&args);
+        assert!(!out.status.success(), "{both:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot be used with"), "{both:?}: {err}");
+    }
 }

@@ -2,15 +2,18 @@
 //! equations (RMSNorm, rope on adjacent pairs, causal grouped-query attention, SwiGLU), KV-cache
 //! consistency (one batch = token by token = uneven batches; the cache growing as positions are
 //! written, rewritten after a truncation), f16 vs f32 cache, context limits,
-//! the bundled Q4_K_M file (the same bits with the weights in memory or mapped), and errors
+//! the bundled Q4_K_M file (the same bits with the weights in memory or mapped), weights
+//! repacked at load (the logits of ggml's layout; what is and is not repacked), and errors
 //! naming bad files (truncated ones in both storages).
 
 use std::path::Path;
 
 use llava::GgmlType;
 use llava::gguf::{GgufValue, GgufWriter};
+use llava::kernels::{Tier, WeightLayout, kernels};
 use llava::llm::{
-    CacheType, KvCache, LlamaModel, LlmError, LoadMode, Output, Trace, WeightStorage,
+    CacheType, KvCache, LlamaModel, LlmError, LoadMode, LoadOptions, Output, Repack, Trace,
+    WeightStorage,
 };
 
 struct Shape {
@@ -562,13 +565,16 @@ fn bundled_q4_k_m_file_decodes_consistently() {
 }
 
 /// Both storages of the weights (read into memory, mapped) decode the bundled file to the same
-/// bits, and say where the weights went.
+/// bits, and say where the weights went. In ggml's layout (`Repack::Off`): a tier with a
+/// repacked dot decodes weights read into memory within rounding of the mapped ones, not to
+/// their bits (`repacked_weights_decode_to_the_logits_of_ggml_layout`).
 #[test]
 fn in_memory_and_mapped_weights_give_identical_logits() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-random-llama-q4_k_m.gguf");
     let prompt = [1u32, 15043, 3186, 29892, 920, 526, 366];
     let logits = |mode: LoadMode, storage: WeightStorage| {
-        let model = LlamaModel::load_with(&path, mode).unwrap();
+        let repack = Repack::Off;
+        let model = LlamaModel::load_with_options(&path, LoadOptions { mode, repack }).unwrap();
         let choice = model.load_choice().copied().unwrap();
         assert_eq!((choice.mode, choice.storage), (mode, storage));
         let mut s = model.session(64, CacheType::F16).unwrap();
@@ -630,5 +636,170 @@ fn truncated_files_are_clear_errors_in_memory_and_mapped() {
     assert!(e.contains("nope.gguf"), "{e}");
     for mode in [LoadMode::Memory, LoadMode::Mmap] {
         assert!(LlamaModel::load_with(&path, mode).is_ok(), "{mode:?}");
+    }
+}
+
+/// The logits of a 7-token prompt (one batch, n > 1), then of 2 tokens decoded one at a time
+/// (n = 1), one run after the other (token ids wrapped into the vocabulary).
+fn prompt_then_decode(model: &LlamaModel) -> (Vec<f32>, Vec<f32>) {
+    let vocab = model.config().n_vocab as u32;
+    let prompt = [1, 15043, 3186, 29892, 920, 526, 366].map(|t: u32| t % vocab);
+    let mut s = model.session(64, CacheType::F16).unwrap();
+    let prompt = s.eval_tokens(&prompt, Output::All).unwrap().logits;
+    let mut decoded = Vec::new();
+    for t in [29871, 4587] {
+        let out = s.eval_tokens(&[t % vocab], Output::Last).unwrap();
+        decoded.extend_from_slice(out.last_logits().unwrap());
+    }
+    (prompt, decoded)
+}
+
+fn load(path: &Path, mode: LoadMode, repack: Repack) -> LlamaModel {
+    LlamaModel::load_with_options(path, LoadOptions { mode, repack }).unwrap()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Q4_K weights repacked into Q4_K×8 at load (forced, whatever the tier's dots) decode to the
+/// logits of the same file mapped in ggml's layout. The prompt's bits are equal on every tier:
+/// n > 1 unpacks the rows and runs the same tiles (7 tokens: below the packed token-major
+/// tiles, which repacked matrices skip). Decoding runs the tier's group dot against its ggml
+/// row dot: bit for bit on the scalar tier, where the group dot is the scalar row dot (when
+/// the tests run on another tier, this test runs itself again with `LLAVA_CPU=scalar`), within
+/// 1e-5 of the largest logit elsewhere (float sums in another order, exact integer parts).
+#[test]
+fn repacked_weights_decode_to_the_logits_of_ggml_layout() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-random-llama-q4_k_m.gguf");
+    let mapped = load(&path, LoadMode::Mmap, Repack::Force);
+    let summary = mapped.repack_summary().unwrap();
+    assert_eq!(summary.tensors(), 0, "mapped weights are never repacked");
+    let repacked = load(&path, LoadMode::Memory, Repack::Force);
+    let summary = repacked.repack_summary().unwrap();
+    // Every Q4_K matrix of the layers is (all have rows in eights); the Q6_K ones and the tied
+    // token embedding are not.
+    let q4_k_matrices = repacked
+        .file()
+        .tensors()
+        .iter()
+        .filter(|t| t.ggml_type == GgmlType::Q4_K && t.name.starts_with("blk."))
+        .count();
+    assert!(q4_k_matrices >= 8, "{q4_k_matrices}");
+    assert_eq!(
+        summary.repacked,
+        [(GgmlType::Q4_K, WeightLayout::Q4KX8, q4_k_matrices)]
+    );
+    let w = repacked.weights();
+    let layer = &w.layers[0];
+    assert_eq!(layer.wq.layout, WeightLayout::Q4KX8);
+    assert_eq!(layer.w_gate.layout, WeightLayout::Q4KX8);
+    assert_eq!(w.token_embd.layout, WeightLayout::Ggml);
+    assert_eq!(
+        w.output, w.token_embd,
+        "tied: the embedding, in ggml's layout"
+    );
+    let repacked_bytes = layer.wq.view(repacked.file()).unwrap().data().to_vec();
+    assert_ne!(
+        repacked_bytes,
+        layer.wq.view(mapped.file()).unwrap().data(),
+        "the bytes were rearranged"
+    );
+
+    let (prompt, decoded) = prompt_then_decode(&repacked);
+    let (prompt_ggml, decoded_ggml) = prompt_then_decode(&mapped);
+    assert!(bits(&prompt) == bits(&prompt_ggml), "prompt logits differ");
+    let tier = kernels().tier;
+    if tier == Tier::Scalar {
+        assert!(
+            bits(&decoded) == bits(&decoded_ggml),
+            "decoded logits differ"
+        );
+    } else {
+        let err = rel_err32(&decoded, &decoded_ggml);
+        println!("{tier}: decoded, repacked vs ggml's layout: {err:.2e}");
+        assert!(err < 1e-5, "{err}");
+        if std::env::var_os("LLAVA_CPU").is_none() {
+            let me = std::env::current_exe().unwrap();
+            let name = "repacked_weights_decode_to_the_logits_of_ggml_layout";
+            let out = std::process::Command::new(me)
+                .args(["--exact", name, "--test-threads", "1"])
+                .env("LLAVA_CPU", "scalar")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "on the scalar tier: {text}");
+            assert!(text.contains("1 passed"), "on the scalar tier: {text}");
+        }
+    }
+}
+
+/// What is repacked: the layers' Q4_K matrices and an untied `output.weight`, when their rows
+/// come in eights (61 output rows do not: ggml's layout); never with `Repack::Off` or mapped;
+/// with `Repack::Auto` exactly where the tier has a Q4_K×8 dot. Whatever is repacked, the
+/// prompt's logits are the bits of ggml's layout.
+#[test]
+fn repacking_takes_q4_k_matrices_with_rows_in_eights_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = Shape {
+        n_vocab: 61,
+        n_embd: 256,
+        n_layer: 2,
+        n_head: 4,
+        n_head_kv: 2,
+        n_ff: 512,
+        freq_base: 10000.0,
+        tied: false,
+    };
+    let t = random_tensors(&shape);
+    let path = dir.path().join("q4_k.gguf");
+    write_model(&path, &shape, &t, GgmlType::Q4_K, 64);
+    let layouts = |m: &LlamaModel| {
+        let w = m.weights();
+        let mut all = vec![w.token_embd.layout, w.output.layout];
+        for l in &w.layers {
+            all.extend([l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down].map(|m| m.layout));
+        }
+        all
+    };
+    let x8 = WeightLayout::Q4KX8;
+    let ggml = WeightLayout::Ggml;
+
+    let forced = load(&path, LoadMode::Memory, Repack::Force);
+    let mut want = vec![ggml, ggml];
+    want.extend([x8; 14]);
+    assert_eq!(layouts(&forced), want, "output.weight has 61 rows");
+    assert_eq!(forced.repack_summary().unwrap().tensors(), 14);
+
+    let off = load(&path, LoadMode::Memory, Repack::Off);
+    assert_eq!(layouts(&off), [ggml; 16]);
+    let summary = off.repack_summary().unwrap();
+    assert_eq!(summary.tensors(), 0);
+    assert_eq!(summary.to_string(), "ggml's layout kept (--no-repack)");
+
+    let mapped = load(&path, LoadMode::Mmap, Repack::Force);
+    assert_eq!(layouts(&mapped), [ggml; 16]);
+    let summary = mapped.repack_summary().unwrap();
+    assert!(
+        summary
+            .to_string()
+            .contains("mapped weights are never repacked")
+    );
+
+    let auto = load(&path, LoadMode::Memory, Repack::Auto);
+    let tier_has_dot = kernels().repacked.q4_k_x8.is_some();
+    assert_eq!(
+        layouts(&auto),
+        if tier_has_dot { want } else { vec![ggml; 16] }
+    );
+    assert_eq!(auto.repack_summary().unwrap().tier_has_dots, tier_has_dot);
+
+    let prompt = |m: &LlamaModel| prompt_then_decode(m).0;
+    let reference = bits(&prompt(&mapped));
+    for (what, m) in [("forced", &forced), ("off", &off), ("auto", &auto)] {
+        assert!(
+            bits(&prompt(m)) == reference,
+            "{what}: prompt logits differ"
+        );
     }
 }

@@ -52,10 +52,10 @@ def median_sd(samples):
     return statistics.median(samples), (statistics.stdev(samples) if len(samples) > 1 else 0.0)
 
 
-def llama_bench(bin_dir, model, test, n, threads, reps):
+def llama_bench(bin_dir, model, test, n, threads, reps, extra=()):
     p, g = (n, 0) if test == "pp" else (0, n)
     out = run([bin_dir / "llama-bench", "-m", model, "-p", str(p), "-n", str(g), "-t", str(threads),
-               "-r", str(reps), "-o", "json"])
+               "-r", str(reps), "-o", "json", *extra])
     rows = json.loads(out.stdout)
     return (*median_sd(rows[0]["samples_ts"]), out.rss_mib)
 
@@ -122,8 +122,13 @@ def main():
     ap.add_argument("--startup", action="store_true", help="time load + a 1-token reply per --model")
     ap.add_argument("--llava-load", choices=["auto", "memory", "mmap"],
                     help="llava's --load for the language model (default: llava's own, auto)")
+    ap.add_argument("--no-repack", action="store_true",
+                    help="both in ggml's weight layout: llava's --no-repack, llama-bench's --repack 0 "
+                         "(llama-completion's --no-repack for --startup)")
     args = ap.parse_args()
     load = ["--load", args.llava_load] if args.llava_load else []
+    load += ["--no-repack"] if args.no_repack else []
+    theirs_extra = ["--repack", "0"] if args.no_repack else []
     if not args.llava.exists():
         sys.exit(f"{args.llava} is missing: cargo build --release")
     if args.mmproj and not args.mmproj_llm:
@@ -134,7 +139,8 @@ def main():
         for test, n in (("pp", args.n_prompt), ("tg", args.n_gen)):
             if n == 0:  # e.g. -p 0 -n 0 with --next-mmproj: the NeXT job only
                 continue
-            theirs = llama_bench(args.llama_cpp_bin, model, test, n, args.threads, args.repetitions)
+            theirs = llama_bench(args.llama_cpp_bin, model, test, n, args.threads, args.repetitions,
+                                 theirs_extra)
             ours = llava_bench(args.llava, model, test, n, args.threads, args.repetitions, load)
             extra = ""
             if test == "tg" and args.bandwidth_gbs:
@@ -156,7 +162,8 @@ def main():
     if args.startup:
         for model in args.model:
             theirs = next_job([args.llama_cpp_bin / "llama-completion", "-m", model, "-p", "Hello", "-n", "1",
-                               "-t", str(args.threads), "--temp", "0", "-no-cnv"], LLAMA_EVAL_RE, args.repetitions)
+                               "-t", str(args.threads), "--temp", "0", "-no-cnv",
+                               *(["--no-repack"] if args.no_repack else [])], LLAMA_EVAL_RE, args.repetitions)
             ours = next_job([args.llava, "-m", model, "-p", "Hello", "-n", "1", "-t", str(args.threads),
                              "--temp", "0", "--chat-template", "raw", *load], LLAVA_GEN_RE, args.repetitions)
             jobs.append((model.name, "start-up (load + 1 token)", theirs, ours))

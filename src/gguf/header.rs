@@ -186,6 +186,39 @@ impl GgufHeader {
         let start = (self.data_offset + info.offset) as usize;
         &file_bytes[start..start + info.n_bytes as usize]
     }
+
+    /// The data of every tensor `select` picks, within `file_bytes` (the same bytes this header
+    /// was parsed from), as writable slices, in file order: for rearranging tensors in place
+    /// before the bytes become read-only ([`super::GgufFile::read_into_memory_with`]). The slices
+    /// are disjoint: `parse` checked that no two tensors overlap.
+    ///
+    /// # Panics
+    /// If `file_bytes` is shorter than the bytes this header was parsed from.
+    pub fn tensor_data_mut<'h, 'a>(
+        &'h self,
+        file_bytes: &'a mut [u8],
+        mut select: impl FnMut(&TensorInfo) -> bool,
+    ) -> Vec<(&'h TensorInfo, &'a mut [u8])> {
+        let mut picked: Vec<&TensorInfo> = self.tensors.iter().filter(|t| select(t)).collect();
+        picked.sort_by_key(|t| t.offset);
+        let mut rest = file_bytes;
+        let mut at = 0usize; // where `rest` starts in `file_bytes`
+        let mut out = Vec::with_capacity(picked.len());
+        for info in picked {
+            if info.n_bytes == 0 {
+                out.push((info, &mut [][..]));
+                continue;
+            }
+            // In range and after the previous tensor's end: validated in `parse`.
+            let start = (self.data_offset + info.offset) as usize;
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+            let (data, tail) = tail.split_at_mut(info.n_bytes as usize);
+            at = start + data.len();
+            rest = tail;
+            out.push((info, data));
+        }
+        out
+    }
 }
 
 fn parse_version(version: u32) -> Result<u32, GgufError> {

@@ -82,14 +82,27 @@ impl GgufFile {
     /// Costs a copy at load (~2 s per 4 GB from the page cache) and the file's size in memory
     /// that cannot be paged back to the file.
     pub fn read_into_memory(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        GgufFile::read_into_memory_with(path, |_, _| Ok::<(), GgufError>(()))
+    }
+
+    /// As [`GgufFile::read_into_memory`], with `prepare` given the parsed header and the
+    /// file's bytes, still writable, before they become read-only: e.g. to rearrange tensors
+    /// in place ([`GgufHeader::tensor_data_mut`]). The header is parsed once, before
+    /// `prepare`, and kept: `prepare` rewrites tensor data, not the header's own bytes. An error
+    /// from `prepare` is returned as it is, and the memory is freed.
+    pub fn read_into_memory_with<E: From<GgufError>>(
+        path: impl AsRef<Path>,
+        prepare: impl FnOnce(&GgufHeader, &mut [u8]) -> Result<(), E>,
+    ) -> Result<GgufFile, E> {
         let path = path.as_ref();
         let mut file = File::open(path).map_err(|e| GgufError::io(path, e))?;
         let len = file.metadata().map_err(|e| GgufError::io(path, e))?.len();
         let len = usize::try_from(len).map_err(|_| {
             GgufError::io(path, std::io::Error::from(std::io::ErrorKind::OutOfMemory))
         })?;
-        let bytes = if len == 0 {
-            FileBytes::Owned(Vec::new())
+        let (bytes, header) = if len == 0 {
+            let header = GgufHeader::parse(&[])?;
+            (FileBytes::Owned(Vec::new()), header)
         } else {
             // Populated up front (Linux `MAP_POPULATE`): one pass of the kernel instead of a
             // fault per page during the read, which took 7B Q4_K_M's load from 2.8-4.5 s to
@@ -101,13 +114,13 @@ impl GgufFile {
                 .map_err(|e| GgufError::io(path, e))?;
             file.read_exact(&mut memory)
                 .map_err(|e| GgufError::io(path, e))?;
-            FileBytes::Loaded(
-                memory
-                    .make_read_only()
-                    .map_err(|e| GgufError::io(path, e))?,
-            )
+            let header = GgufHeader::parse(&memory)?;
+            prepare(&header, &mut memory)?;
+            let memory = memory
+                .make_read_only()
+                .map_err(|e| GgufError::io(path, e))?;
+            (FileBytes::Loaded(memory), header)
         };
-        let header = GgufHeader::parse(bytes.as_slice())?;
         Ok(GgufFile {
             bytes,
             header,

@@ -34,6 +34,14 @@ impl LoadMode {
     }
 }
 
+/// How to load a model: where its weights go, and whether those read into memory are
+/// repacked for the tier's decode dots ([`super::repack`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub mode: LoadMode,
+    pub repack: super::Repack,
+}
+
 /// Where the weights went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightStorage {

@@ -5,6 +5,7 @@
 //! - [`weights`]: tensors located in the file (never copied);
 //! - [`kv_cache`]: f16 or f32 keys/values for `n_ctx` positions;
 //! - [`load`]: weights read into memory or mapped ([`LoadMode`]), and why;
+//! - [`repack`]: weights read into memory rearranged for the tier's decode dots ([`Repack`]);
 //! - [`forward`]: one batch of positions through every layer;
 //! - [`session`]: a model plus a cache: evaluate tokens or embeddings at the current position;
 //! - [`trace`]: named intermediates (llama.cpp's names) for dumps.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod forward;
 pub mod kv_cache;
 pub mod load;
+pub mod repack;
 pub mod session;
 pub mod trace;
 pub mod weights;
@@ -21,13 +23,14 @@ use std::path::Path;
 
 pub use config::LlmConfig;
 pub use kv_cache::{CacheType, KvCache};
-pub use load::{LoadChoice, LoadMode, WeightStorage};
+pub use load::{LoadChoice, LoadMode, LoadOptions, WeightStorage};
+pub use repack::{Repack, RepackSummary};
 pub use session::{Evaluated, Output, Session};
 pub use trace::{Trace, TracedTensor};
 pub use weights::{LayerWeights, LlmWeights};
 
-use crate::gguf::GgufFile;
-use crate::kernels::KernelError;
+use crate::gguf::{GgufError, GgufFile};
+use crate::kernels::{KernelError, kernels};
 use crate::model_file::ModelFileError;
 use crate::ops::OpError;
 
@@ -73,6 +76,7 @@ pub struct LlamaModel {
     config: LlmConfig,
     weights: LlmWeights,
     load_choice: Option<LoadChoice>,
+    repack: Option<RepackSummary>,
 }
 
 impl LlamaModel {
@@ -90,35 +94,73 @@ impl LlamaModel {
     }
 
     /// Loads and checks the model at `path`, its weights where `mode` says
-    /// ([`load::choose_storage`]); [`LlamaModel::load_choice`] tells where they went and why.
-    /// A failed load (missing, unreadable, truncated or invalid file) is an error naming the
-    /// file, and leaves nothing behind: the memory read into is freed.
+    /// ([`load::choose_storage`]) and, read into memory, repacked where the tier prefers
+    /// ([`Repack::Auto`]); [`LlamaModel::load_choice`] tells where they went and why.
     pub fn load_with(path: impl AsRef<Path>, mode: LoadMode) -> Result<LlamaModel, LlmError> {
+        LlamaModel::load_with_options(
+            path,
+            LoadOptions {
+                mode,
+                ..LoadOptions::default()
+            },
+        )
+    }
+
+    /// Loads and checks the model at `path` as `options` say: its weights where
+    /// `options.mode` says ([`load::choose_storage`]; [`LlamaModel::load_choice`] tells where
+    /// they went and why) and, when read into memory, the matmul weights repacked as
+    /// `options.repack` says ([`repack`]; [`LlamaModel::repack_summary`] tells what was). A
+    /// failed load (missing, unreadable, truncated or invalid file, a tensor that cannot be
+    /// repacked) is an error naming the file, and leaves nothing behind: the memory read into
+    /// is freed.
+    pub fn load_with_options(
+        path: impl AsRef<Path>,
+        options: LoadOptions,
+    ) -> Result<LlamaModel, LlmError> {
         let path = path.as_ref();
-        let io_error = |e| ModelFileError::from(crate::gguf::GgufError::io(path, e));
+        let label = path.display().to_string();
+        let io_error = |e| ModelFileError::from(GgufError::io(path, e));
         let file_bytes = std::fs::metadata(path).map_err(io_error)?.len();
-        let available = match mode {
+        let available = match options.mode {
             LoadMode::Auto => load::available_memory(),
             LoadMode::Memory | LoadMode::Mmap => None,
         };
-        let choice = load::choose_storage(mode, file_bytes, available);
+        let choice = load::choose_storage(options.mode, file_bytes, available);
+        let kernels = kernels();
+        let mut repacked = None;
         let file = match choice.storage {
-            WeightStorage::Memory => GgufFile::read_into_memory(path),
-            WeightStorage::Mapped => GgufFile::open(path),
+            WeightStorage::Memory => GgufFile::read_into_memory_with(path, |header, bytes| {
+                let done = repack::repack_tensors(header, bytes, options.repack, kernels, &label)?;
+                repacked = Some(done);
+                Ok::<(), ModelFileError>(())
+            }),
+            WeightStorage::Mapped => GgufFile::open(path).map_err(ModelFileError::from),
         };
         let file = file.map_err(|e| match e {
             // I/O errors name the path already; parse errors do not.
-            e @ crate::gguf::GgufError::Io { .. } => ModelFileError::from(e),
-            e => ModelFileError::Invalid {
-                file: path.display().to_string(),
+            ModelFileError::Gguf(e @ GgufError::Io { .. }) => ModelFileError::from(e),
+            ModelFileError::Gguf(e) => ModelFileError::Invalid {
+                file: label.clone(),
                 what: e.to_string(),
             },
+            e => e,
         })?;
-        let mut model = LlamaModel::from_file(file)?;
-        model.load_choice = Some(choice);
-        Ok(model)
+        let (layouts, summary) = repacked.unwrap_or_else(|| {
+            let summary = RepackSummary::none(options.repack, choice.storage, kernels);
+            (repack::TensorLayouts::default(), summary)
+        });
+        let config = LlmConfig::from_gguf(&file)?;
+        let weights = LlmWeights::from_gguf_in_layouts(&file, &config, &layouts)?;
+        Ok(LlamaModel {
+            file,
+            config,
+            weights,
+            load_choice: Some(choice),
+            repack: Some(summary),
+        })
     }
 
+    /// A model of `file` as it is (nothing repacked).
     pub fn from_file(file: GgufFile) -> Result<LlamaModel, LlmError> {
         let config = LlmConfig::from_gguf(&file)?;
         let weights = LlmWeights::from_gguf(&file, &config)?;
@@ -127,6 +169,7 @@ impl LlamaModel {
             config,
             weights,
             load_choice: None,
+            repack: None,
         })
     }
 
@@ -134,6 +177,12 @@ impl LlamaModel {
     /// [`LlamaModel::from_file`]); its `Display` is the start-up log line.
     pub fn load_choice(&self) -> Option<&LoadChoice> {
         self.load_choice.as_ref()
+    }
+
+    /// What [`LlamaModel::load_with_options`] repacked, or why nothing (`None` for
+    /// [`LlamaModel::from_file`]); its `Display` ends the start-up log line.
+    pub fn repack_summary(&self) -> Option<&RepackSummary> {
+        self.repack.as_ref()
     }
 
     pub fn file(&self) -> &GgufFile {

@@ -1,7 +1,8 @@
-//! `--load auto|memory|mmap` (and llama.cpp's `--no-mmap`), shared by generation and bench.
+//! `--load auto|memory|mmap` (and llama.cpp's `--no-mmap`) and `--no-repack`, shared by
+//! generation and bench.
 
 use clap::Args;
-use llava::llm::{LlamaModel, LoadMode};
+use llava::llm::{LlamaModel, LoadMode, LoadOptions, Repack};
 
 #[derive(Args)]
 pub struct LoadArgs {
@@ -12,6 +13,15 @@ pub struct LoadArgs {
     /// llama.cpp's spelling of --load memory.
     #[arg(long = "no-mmap", conflicts_with = "load")]
     no_mmap: bool,
+    /// Keep the weights read into memory in ggml's layout, instead of repacking those the CPU
+    /// tier decodes faster in another (Q4_K into Q4_K×8 where the tier has its dots; mapped
+    /// weights are never repacked). llama.cpp's --no-repack.
+    #[arg(long = "no-repack")]
+    no_repack: bool,
+    /// Repack every Q4_K matrix whose shape allows, even where the tier has no fast dot for the
+    /// layout (it then runs the portable one): to measure the repacking, or test it.
+    #[arg(long = "force-repack", hide = true, conflicts_with = "no_repack")]
+    force_repack: bool,
 }
 
 fn parse_load_mode(name: &str) -> Result<LoadMode, String> {
@@ -26,13 +36,27 @@ impl LoadArgs {
             self.load
         }
     }
+
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            mode: self.mode(),
+            repack: match (self.no_repack, self.force_repack) {
+                (true, _) => Repack::Off,
+                (false, true) => Repack::Force,
+                (false, false) => Repack::Auto,
+            },
+        }
+    }
 }
 
-/// Loads the model at `path` as `args` say and logs where its weights went, and why.
+/// Loads the model at `path` as `args` say and logs where its weights went and in what
+/// layout, and why.
 pub fn load_model(path: &std::path::Path, args: &LoadArgs) -> Result<LlamaModel, String> {
-    let model = LlamaModel::load_with(path, args.mode()).map_err(|e| e.to_string())?;
-    if let Some(choice) = model.load_choice() {
-        eprintln!("llava: {choice}");
+    let model = LlamaModel::load_with_options(path, args.options()).map_err(|e| e.to_string())?;
+    match (model.load_choice(), model.repack_summary()) {
+        (Some(choice), Some(repack)) => eprintln!("llava: {choice}; {repack}"),
+        (Some(choice), None) => eprintln!("llava: {choice}"),
+        _ => {}
     }
     Ok(model)
 }
