@@ -1,7 +1,7 @@
 //! The AVX2 tier: AVX2 + FMA + F16C, with AVX-VNNI (`vpdpbusd`/`vpdpwssd`, VEX) where present.
 
 use super::variant::x86_variant;
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, RepackedKernels};
 
 x86_variant!(
     plain,
@@ -49,6 +49,10 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
     };
     Kernels {
         decode: super::decode_dot::avx2::DECODE,
+        repacked: RepackedKernels {
+            q6_k_x8: Some(super::q6k_x8::AVX2),
+            ..table.repacked
+        },
         ..table
     }
 }

@@ -2,7 +2,7 @@
 //! (`vpdpbusd`/`vpdpwssd`, EVEX) where present.
 
 use super::variant::x86_variant;
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, RepackedKernels};
 
 x86_variant!(
     plain,
@@ -57,7 +57,19 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
     } else {
         super::decode_dot::avx2::DECODE
     };
-    Kernels { decode, ..table }
+    let q6_k_x8 = if has_vnni() {
+        super::q6k_x8::VNNI
+    } else {
+        super::q6k_x8::AVX2
+    };
+    Kernels {
+        decode,
+        repacked: RepackedKernels {
+            q6_k_x8: Some(q6_k_x8),
+            ..table.repacked
+        },
+        ..table
+    }
 }
 
 /// Whether this CPU runs the AVX-512 tier.

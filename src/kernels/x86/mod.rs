@@ -16,6 +16,7 @@ mod dot_zmm;
 mod float_packed;
 mod float_tile;
 mod packed;
+mod q6k_x8;
 mod tile;
 mod variant;
 
