@@ -31,33 +31,94 @@ const QH_AT: usize = 128;
 const GGML_SCALES_AT: usize = 192;
 const GGML_D_AT: usize = 208;
 
-/// The 256 six-bit levels (quant + 32) of a ggml Q6_K block: element 128h + 32k + l is a
-/// nibble of `ql[64h + 32(k % 2) + l]` (low for k < 2) and bits 2k.. of `qh[32h + l]`.
-fn levels(block: &[u8]) -> [u8; QK_K] {
-    std::array::from_fn(|i| {
-        let (h, k, l) = (i / 128, (i % 128) / 32, i % 32);
-        let byte = block[64 * h + 32 * (k % 2) + l];
-        let low = if k < 2 { byte & 0x0f } else { byte >> 4 };
-        low | ((block[QH_AT + 32 * h + l] >> (2 * k)) & 3) << 4
-    })
+/// A ggml block's quant bytes for elements 128h + 4g.. + 4 of its four 32-element runs k, as
+/// little-endian u32 (a byte per element t): `ql` of runs 0 and 2 (`ql0`: low nibbles run 0,
+/// high run 2), of runs 1 and 3 (`ql1`), and their `qh` (2 bits per run, run k at bit 2k).
+#[derive(Clone, Copy)]
+struct GgmlQuants {
+    ql0: u32,
+    ql1: u32,
+    qh: u32,
 }
 
-/// Writes `levels` into a ggml Q6_K block's `ql` and `qh` (its first 192 bytes).
-fn put_levels(levels: &[u8; QK_K], block: &mut [u8]) {
-    block[..GGML_SCALES_AT].fill(0);
-    for (i, &q) in levels.iter().enumerate() {
-        let (h, k, l) = (i / 128, (i % 128) / 32, i % 32);
-        let shift = if k < 2 { 0 } else { 4 };
-        block[64 * h + 32 * (k % 2) + l] |= (q & 0x0f) << shift;
-        block[QH_AT + 32 * h + l] |= (q >> 4) << (2 * k);
+/// The same elements' piece bytes, `A0`, `A1` and `B` (module docs), as little-endian u32.
+#[derive(Clone, Copy)]
+struct Piece {
+    a0: u32,
+    a1: u32,
+    b: u32,
+}
+
+/// Byte-wise masks: every operation below stays within its byte (SWAR on 4 elements).
+const LOW4: u32 = 0x0f0f_0f0f;
+const HIGH4: u32 = 0xf0f0_f0f0;
+const LOW2: u32 = 0x0303_0303;
+
+impl GgmlQuants {
+    fn at(block: &[u8], h: usize, g: usize) -> GgmlQuants {
+        let word = |at: usize| {
+            u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
+        };
+        GgmlQuants {
+            ql0: word(64 * h + 4 * g),
+            ql1: word(64 * h + 32 + 4 * g),
+            qh: word(QH_AT + 32 * h + 4 * g),
+        }
+    }
+
+    fn put(self, block: &mut [u8], h: usize, g: usize) {
+        for (at, word) in [
+            (64 * h + 4 * g, self.ql0),
+            (64 * h + 32 + 4 * g, self.ql1),
+            (QH_AT + 32 * h + 4 * g, self.qh),
+        ] {
+            block[at..at + 4].copy_from_slice(&word.to_le_bytes());
+        }
+    }
+
+    /// q_k = low nibble | (qh bits 2k..2k+2) << 4; `A0` keeps q_2's top bits, `A1` q_3's.
+    fn to_piece(self) -> Piece {
+        let hi = |k: u32| (self.qh >> (2 * k)) & LOW2;
+        Piece {
+            a0: (self.ql0 & LOW4) | hi(0) << 4 | hi(2) << 6,
+            a1: (self.ql1 & LOW4) | hi(1) << 4 | hi(3) << 6,
+            b: (self.ql0 >> 4) & LOW4 | (self.ql1 & HIGH4),
+        }
     }
 }
 
-/// Where the piece bytes of element `e`'s position go: the offset in the x8 block of row `r`'s
-/// `A0` byte for it (`A1` is 32 further, `B` 64) and its `k`.
-fn piece_at(r: usize, e: usize) -> (usize, usize) {
-    let (h, k, g, t) = (e / 128, (e % 128) / 32, (e % 32) / 4, e % 4);
-    (PIECES_AT + PIECE_BYTES * (8 * h + g) + 4 * r + t, k)
+impl Piece {
+    fn at(x8: &[u8], at: usize) -> Piece {
+        let word = |at: usize| u32::from_le_bytes([x8[at], x8[at + 1], x8[at + 2], x8[at + 3]]);
+        Piece {
+            a0: word(at),
+            a1: word(at + 32),
+            b: word(at + 64),
+        }
+    }
+
+    fn put(self, x8: &mut [u8], at: usize) {
+        for (run, word) in [(0, self.a0), (32, self.a1), (64, self.b)] {
+            x8[at + run..at + run + 4].copy_from_slice(&word.to_le_bytes());
+        }
+    }
+
+    fn to_ggml(self) -> GgmlQuants {
+        let (a0, a1) = (self.a0, self.a1);
+        GgmlQuants {
+            ql0: (a0 & LOW4) | (self.b & LOW4) << 4,
+            ql1: (a1 & LOW4) | (self.b & HIGH4),
+            qh: (a0 >> 4) & LOW2
+                | ((a1 >> 4) & LOW2) << 2
+                | ((a0 >> 6) & LOW2) << 4
+                | ((a1 >> 6) & LOW2) << 6,
+        }
+    }
+}
+
+/// Where row `r`'s 4 bytes of piece (h, g) start in an x8 block (`A0`; `A1` 32 further, `B` 64).
+fn piece_at(r: usize, h: usize, g: usize) -> usize {
+    PIECES_AT + PIECE_BYTES * (8 * h + g) + 4 * r
 }
 
 /// 8 ggml rows of `k` Q6_K elements (`rows`, back to back) into one Q6_K×8 group (`group`).
@@ -66,14 +127,10 @@ pub(super) fn repack_group(k: usize, rows: &[u8], group: &mut [u8]) {
     for (b, x8) in group.chunks_exact_mut(Q6K_X8_BLOCK_BYTES).enumerate() {
         for r in 0..8 {
             let block = &rows[r * row_bytes + b * Q6K_BLOCK_BYTES..][..Q6K_BLOCK_BYTES];
-            let q = levels(block);
-            // Elements with k = 0 name their piece byte; the other three levels come along.
-            for e in (0..QK_K).filter(|e| e % 128 < 32) {
-                let (at, _) = piece_at(r, e);
-                let [q0, q1, q2, q3] = [0, 32, 64, 96].map(|o| q[e + o]);
-                x8[at] = q0 | (q2 >> 4) << 6;
-                x8[at + 32] = q1 | (q3 >> 4) << 6;
-                x8[at + 64] = (q2 & 0x0f) | (q3 & 0x0f) << 4;
+            for (h, g) in (0..2).flat_map(|h| (0..8).map(move |g| (h, g))) {
+                GgmlQuants::at(block, h, g)
+                    .to_piece()
+                    .put(x8, piece_at(r, h, g));
             }
             for s in 0..16 {
                 x8[SCALES_AT + 8 * s + r] = block[GGML_SCALES_AT + s];
@@ -89,17 +146,9 @@ pub(super) fn unpack_group(k: usize, group: &[u8], rows: &mut [u8]) {
     for (b, x8) in group.chunks_exact(Q6K_X8_BLOCK_BYTES).enumerate() {
         for r in 0..8 {
             let block = &mut rows[r * row_bytes + b * Q6K_BLOCK_BYTES..][..Q6K_BLOCK_BYTES];
-            let q: [u8; QK_K] = std::array::from_fn(|e| {
-                let (at, k) = piece_at(r, e);
-                let (a0, a1, bb) = (x8[at], x8[at + 32], x8[at + 64]);
-                match k {
-                    0 => a0 & 63,
-                    1 => a1 & 63,
-                    2 => (bb & 0x0f) | (a0 >> 6) << 4,
-                    _ => (bb >> 4) | (a1 >> 6) << 4,
-                }
-            });
-            put_levels(&q, block);
+            for (h, g) in (0..2).flat_map(|h| (0..8).map(move |g| (h, g))) {
+                Piece::at(x8, piece_at(r, h, g)).to_ggml().put(block, h, g);
+            }
             for s in 0..16 {
                 block[GGML_SCALES_AT + s] = x8[SCALES_AT + 8 * s + r];
             }
@@ -213,8 +262,20 @@ mod tests {
         }
     }
 
+    /// The 256 six-bit levels (quant + 32) of a ggml Q6_K block, element by element (as
+    /// `scalar::dot_q6_k` reads them): element 128h + 32k + l is a nibble of
+    /// `ql[64h + 32(k % 2) + l]` (low for k < 2) and bits 2k.. of `qh[32h + l]`.
+    fn levels(block: &[u8]) -> [u8; QK_K] {
+        std::array::from_fn(|i| {
+            let (h, k, l) = (i / 128, (i % 128) / 32, i % 32);
+            let byte = block[64 * h + 32 * (k % 2) + l];
+            let low = if k < 2 { byte & 0x0f } else { byte >> 4 };
+            low | ((block[QH_AT + 32 * h + l] >> (2 * k)) & 3) << 4
+        })
+    }
+
     /// Bytes where every bit counts: any 8 blocks survive repacking and unpacking, each
-    /// element's piece byte is distinct, and the three runs of the pieces fill 144..1680.
+    /// row's piece bytes are distinct, and the three runs of the pieces fill 144..1680.
     #[test]
     fn every_block_survives_and_every_piece_byte_is_used_once() {
         let rows: Vec<u8> = (0..8 * 2 * Q6K_BLOCK_BYTES)
@@ -227,11 +288,13 @@ mod tests {
         assert_eq!(back, rows);
         let mut seen = vec![false; Q6K_X8_BLOCK_BYTES];
         for r in 0..8 {
-            for e in (0..QK_K).filter(|e| e % 128 < 32) {
-                let (at, k) = piece_at(r, e);
-                assert_eq!(k, 0);
+            for (h, g, t) in (0..64).map(|i| (i / 32, (i / 4) % 8, i % 4)) {
+                let at = piece_at(r, h, g) + t;
                 for run in [0, 32, 64] {
-                    assert!(!seen[at + run], "row {r} element {e} run {run} twice");
+                    assert!(
+                        !seen[at + run],
+                        "row {r} piece {h} {g} byte {t} run {run} twice"
+                    );
                     seen[at + run] = true;
                 }
             }
