@@ -701,9 +701,17 @@ fn repacked_matrices_match_their_ggml_layout() {
     repacked_matrix_matches_its_ggml_layout(GgmlType::Q4_K, WeightLayout::Q4KX8, 43);
 }
 
-/// As [`repacked_matrices_match_their_ggml_layout`], Q6_K×8.
+/// As [`repacked_matrices_match_their_ggml_layout`], Q6_K×8, which the x86 tiers have group
+/// dots for.
 #[test]
 fn repacked_q6_k_matrices_match_their_ggml_layout() {
+    for tier in [Tier::Avx2, Tier::Avx512]
+        .into_iter()
+        .filter(|t| t.is_supported())
+    {
+        let kernels = Kernels::for_tier(tier).expect("supported tier");
+        assert!(kernels.repacked.q6_k_x8.is_some(), "{tier}: no Q6_K×8 dot");
+    }
     repacked_matrix_matches_its_ggml_layout(GgmlType::Q6_K, WeightLayout::Q6KX8, 44);
 }
 
@@ -726,6 +734,15 @@ fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayou
         let repacked = QuantMatrix::with_layout(w_type, rows, k, layout, &packed).unwrap();
         for kernels in tiers() {
             let tier = kernels.tier;
+            // The loader repacks where the tier has a group dot.
+            let has_dot = kernels.repacked.get(layout).is_some();
+            let preferred = if has_dot { layout } else { WeightLayout::Ggml };
+            assert_eq!(
+                repack::preferred_layout(kernels, w_type, rows, k),
+                preferred
+            );
+            let odd_rows = repack::preferred_layout(kernels, w_type, rows - 4, k);
+            assert_eq!(odd_rows, WeightLayout::Ggml, "{tier} {}×{k}", rows - 4);
             for n in [2, 17, 40] {
                 let x = realistic_f32(n * k, &mut rng);
                 let (mut want, mut got) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
