@@ -56,13 +56,10 @@ const LOW2: u32 = 0x0303_0303;
 
 impl GgmlQuants {
     fn at(block: &[u8], h: usize, g: usize) -> GgmlQuants {
-        let word = |at: usize| {
-            u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
-        };
         GgmlQuants {
-            ql0: word(64 * h + 4 * g),
-            ql1: word(64 * h + 32 + 4 * g),
-            qh: word(QH_AT + 32 * h + 4 * g),
+            ql0: word(block, 64 * h + 4 * g),
+            ql1: word(block, 64 * h + 32 + 4 * g),
+            qh: word(block, QH_AT + 32 * h + 4 * g),
         }
     }
 
@@ -72,7 +69,7 @@ impl GgmlQuants {
             (64 * h + 32 + 4 * g, self.ql1),
             (QH_AT + 32 * h + 4 * g, self.qh),
         ] {
-            block[at..at + 4].copy_from_slice(&word.to_le_bytes());
+            put_word(block, at, word);
         }
     }
 
@@ -89,17 +86,16 @@ impl GgmlQuants {
 
 impl Piece {
     fn at(x8: &[u8], at: usize) -> Piece {
-        let word = |at: usize| u32::from_le_bytes([x8[at], x8[at + 1], x8[at + 2], x8[at + 3]]);
         Piece {
-            a0: word(at),
-            a1: word(at + 32),
-            b: word(at + 64),
+            a0: word(x8, at),
+            a1: word(x8, at + 32),
+            b: word(x8, at + 64),
         }
     }
 
     fn put(self, x8: &mut [u8], at: usize) {
         for (run, word) in [(0, self.a0), (32, self.a1), (64, self.b)] {
-            x8[at + run..at + run + 4].copy_from_slice(&word.to_le_bytes());
+            put_word(x8, at + run, word);
         }
     }
 
@@ -114,6 +110,18 @@ impl Piece {
                 | ((a1 >> 6) & LOW2) << 6,
         }
     }
+}
+
+/// The little-endian u32 at `at` (a multiple of 4: every word here is) of `bytes`, read as
+/// one of its 4-byte chunks (one bounds check instead of four).
+fn word(bytes: &[u8], at: usize) -> u32 {
+    debug_assert!(at.is_multiple_of(4));
+    u32::from_le_bytes(bytes.as_chunks::<4>().0[at / 4])
+}
+
+fn put_word(bytes: &mut [u8], at: usize, word: u32) {
+    debug_assert!(at.is_multiple_of(4));
+    bytes.as_chunks_mut::<4>().0[at / 4] = word.to_le_bytes();
 }
 
 /// Where row `r`'s 4 bytes of piece (h, g) start in an x8 block (`A0`; `A1` 32 further, `B` 64).
