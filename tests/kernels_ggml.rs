@@ -19,7 +19,9 @@ use std::sync::Once;
 use ggml_sys_bleedingedge as ggml;
 use kernels_support::*;
 use llava::GgmlType;
-use llava::kernels::{ACTIVATION_TYPES, Kernels, Tier, WEIGHT_TYPES, activation_type};
+use llava::kernels::{
+    ACTIVATION_TYPES, GroupDot, Kernels, Tier, WEIGHT_TYPES, WeightLayout, activation_type, repack,
+};
 
 fn init_ggml() {
     static INIT: Once = Once::new();
@@ -330,6 +332,79 @@ fn gemm_tiles_of_every_tier_match_ggml() {
                                 let bound = magnitude(w_type, n, &pairs[r].0, &pairs[c].1);
                                 let tol = tolerance(w_type, n, bound, 4);
                                 assert!(f64::from(ours - theirs).abs() <= tol, "{what}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The group dots of the repacked layouts, every tier's (the portable ones too) against ggml's
+/// `vec_dot` of each row in ggml's layout: bit for bit on exact inputs, within the rounding
+/// bound (4 lanes) on realistic ones; k = 256, 512, 768, 4096 and 1, 2, 3 groups of 8 rows.
+#[test]
+fn group_dots_on_repacked_layouts_match_ggml_per_row() {
+    let mut rng = rng(15);
+    let layouts = [
+        (GgmlType::Q4_K, WeightLayout::Q4KX8, repack::PORTABLE_Q4K_X8),
+        (GgmlType::Q6_K, WeightLayout::Q6KX8, repack::PORTABLE_Q6K_X8),
+    ];
+    for (w_type, layout, portable) in layouts {
+        let act = activation_type(w_type).expect("paired");
+        let mut dots: Vec<(String, GroupDot)> = vec![("portable".into(), portable)];
+        for kernels in tiers() {
+            if let Some(dot) = kernels.repacked.get(layout) {
+                dots.push((kernels.tier.name().into(), dot));
+            }
+        }
+        println!(
+            "{layout}: {:?}",
+            dots.iter().map(|d| &d.0).collect::<Vec<_>>()
+        );
+        for k in [256, 512, 768, 4096] {
+            for groups in 1..=3 {
+                let rows = 8 * groups;
+                for exact in [true, false] {
+                    let (w, a) = if exact {
+                        exact_rows(w_type, rows, k, &mut rng)
+                    } else {
+                        let w: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                            .iter()
+                            .map(|v| v * 0.02)
+                            .collect();
+                        (
+                            quantize(w_type, &w),
+                            quantize(act, &realistic_f32(k, &mut rng)),
+                        )
+                    };
+                    let row_bytes = w.len() / rows;
+                    let mut packed = w.clone();
+                    repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
+                    for (name, dot) in &dots {
+                        let mut prepared = vec![0xa5u8; (dot.prepared_bytes)(k)];
+                        (dot.prepare)(k, &a, &mut prepared);
+                        let mut out = vec![f32::NAN; rows];
+                        (dot.dot)(k, &packed, &prepared, &mut out);
+                        for (r, &ours) in out.iter().enumerate() {
+                            let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                            let theirs = ggml_dot(w_type, k, row, &a);
+                            let bound = magnitude(w_type, k, row, &a);
+                            let what = format!("{name} {layout} k={k} row {r}/{rows}");
+                            if exact {
+                                assert_eq!(
+                                    ours.to_bits(),
+                                    theirs.to_bits(),
+                                    "{what}: {ours} vs {theirs}"
+                                );
+                            } else {
+                                let tol = tolerance(w_type, k, bound, 4);
+                                let diff = f64::from(ours - theirs).abs();
+                                assert!(
+                                    diff <= tol,
+                                    "{what}: ours {ours}, ggml {theirs}, |diff| {diff:e} > {tol:e}"
+                                );
                             }
                         }
                     }

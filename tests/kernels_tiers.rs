@@ -698,12 +698,29 @@ fn several_row_decode_dots_equal_the_single_row_dot() {
 /// its own `matmul` result bit for bit.
 #[test]
 fn repacked_matrices_match_their_ggml_layout() {
+    repacked_matrix_matches_its_ggml_layout(GgmlType::Q4_K, WeightLayout::Q4KX8, 43);
+}
+
+/// As [`repacked_matrices_match_their_ggml_layout`], Q6_K×8, which the x86 tiers have group
+/// dots for.
+#[test]
+fn repacked_q6_k_matrices_match_their_ggml_layout() {
+    for tier in [Tier::Avx2, Tier::Avx512]
+        .into_iter()
+        .filter(|t| t.is_supported())
+    {
+        let kernels = Kernels::for_tier(tier).expect("supported tier");
+        assert!(kernels.repacked.q6_k_x8.is_some(), "{tier}: no Q6_K×8 dot");
+    }
+    repacked_matrix_matches_its_ggml_layout(GgmlType::Q6_K, WeightLayout::Q6KX8, 44);
+}
+
+fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayout, seed: u64) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .unwrap();
-    let mut rng = rng(43);
-    let w_type = GgmlType::Q4_K;
+    let mut rng = rng(seed);
     for k in [256, 768, 4096] {
         let rows = 72;
         let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
@@ -712,12 +729,20 @@ fn repacked_matrices_match_their_ggml_layout() {
             .collect();
         let ggml = quantize(w_type, &wf);
         let mut packed = ggml.clone();
-        repack::repack_in_place(w_type, WeightLayout::Q4KX8, rows, k, &mut packed).unwrap();
+        repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
         let plain = QuantMatrix::new(w_type, rows, k, &ggml).unwrap();
-        let repacked =
-            QuantMatrix::with_layout(w_type, rows, k, WeightLayout::Q4KX8, &packed).unwrap();
+        let repacked = QuantMatrix::with_layout(w_type, rows, k, layout, &packed).unwrap();
         for kernels in tiers() {
             let tier = kernels.tier;
+            // The loader repacks where the tier has a group dot.
+            let has_dot = kernels.repacked.get(layout).is_some();
+            let preferred = if has_dot { layout } else { WeightLayout::Ggml };
+            assert_eq!(
+                repack::preferred_layout(kernels, w_type, rows, k),
+                preferred
+            );
+            let odd_rows = repack::preferred_layout(kernels, w_type, rows - 4, k);
+            assert_eq!(odd_rows, WeightLayout::Ggml, "{tier} {}×{k}", rows - 4);
             for n in [2, 17, 40] {
                 let x = realistic_f32(n * k, &mut rng);
                 let (mut want, mut got) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
@@ -759,9 +784,9 @@ fn repacked_matrices_match_their_ggml_layout() {
         }
     }
     // A layout that cannot hold the matrix is refused at construction.
-    let q4 = vec![0u8; 12 * 144];
+    let twelve_rows = vec![0u8; 12 * llava::quant::row_bytes(w_type, 256).unwrap()];
     assert!(matches!(
-        QuantMatrix::with_layout(w_type, 12, 256, WeightLayout::Q4KX8, &q4),
+        QuantMatrix::with_layout(w_type, 12, 256, layout, &twelve_rows),
         Err(KernelError::LayoutRows { rows: 12, .. })
     ));
 }
@@ -899,6 +924,58 @@ fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
                 let diff = f64::from(got[r] - want[r]).abs();
                 assert!(diff <= tol, "{what}: {} vs ggml layout {}", got[r], want[r]);
             }
+        }
+    }
+}
+
+/// The Q6_K×8 group dots with the levels at the ends of their range (all 0 or all 63 per
+/// block: `vpmaddubsw` pairs of 2·63·128 summed two by two come closest to an i16's range),
+/// activation quants of -128 and 127, and scales over all of i8: within the rounding bound of
+/// the scalar dot (which sums in i32) per row, on every tier.
+#[test]
+fn q6_k_group_dots_at_the_ends_of_the_ranges_match_scalar() {
+    let mut rng = rng(45);
+    let (w_type, layout, k, rows) = (GgmlType::Q6_K, WeightLayout::Q6KX8, 1024, 16);
+    let mut w: Vec<u8> = (0..rows * k / 256 * 210).map(|_| rng.random()).collect();
+    for block in w.chunks_exact_mut(210) {
+        let level_bits = if rng.random() { 0xff } else { 0 };
+        block[..192].fill(level_bits);
+        block[208..].copy_from_slice(&half::f16::from_f32(0.001).to_bits().to_le_bytes());
+    }
+    let mut a = Vec::new();
+    for _ in 0..k / 256 {
+        let qs: Vec<i8> = (0..256)
+            .map(|_| if rng.random() { 127 } else { -128 })
+            .collect();
+        a.extend_from_slice(&0.01f32.to_le_bytes());
+        a.extend(qs.iter().map(|&q| q as u8));
+        for group in qs.chunks_exact(16) {
+            let sum: i16 = group.iter().map(|&q| i16::from(q)).sum();
+            a.extend_from_slice(&sum.to_le_bytes());
+        }
+    }
+    let mut packed = w.clone();
+    repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
+    let row_bytes = w.len() / rows;
+    for kernels in tiers() {
+        let dot = kernels
+            .repacked
+            .get(layout)
+            .unwrap_or(repack::PORTABLE_Q6K_X8);
+        let mut prepared = vec![0u8; (dot.prepared_bytes)(k)];
+        (dot.prepare)(k, &a, &mut prepared);
+        let mut out = vec![f32::NAN; rows];
+        (dot.dot)(k, &packed, &prepared, &mut out);
+        for (r, &got) in out.iter().enumerate() {
+            let row = &w[r * row_bytes..(r + 1) * row_bytes];
+            let reference = scalar().dot(w_type, k, row, &a).unwrap();
+            let tol = tolerance(w_type, k, magnitude(w_type, k, row, &a), FLOAT_LANES);
+            let diff = f64::from(got - reference).abs();
+            assert!(
+                diff <= tol,
+                "{} row {r}: {got} vs scalar {reference}",
+                kernels.tier
+            );
         }
     }
 }

@@ -662,8 +662,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Q4_K weights repacked into Q4_K×8 at load (forced, whatever the tier's dots) decode to the
-/// logits of the same file mapped in ggml's layout. The prompt's bits are equal on every tier:
+/// Q4_K and Q6_K weights repacked into Q4_K×8 and Q6_K×8 at load (forced, whatever the tier's
+/// dots) decode to the logits of the same file mapped in ggml's layout. The prompt's bits are equal on every tier:
 /// n > 1 unpacks the rows and runs the same tiles (7 tokens: below the packed token-major
 /// tiles, which repacked matrices skip). Decoding runs the tier's group dot against its ggml
 /// row dot: bit for bit on the scalar tier, where the group dot is the scalar row dot (when
@@ -677,18 +677,27 @@ fn repacked_weights_decode_to_the_logits_of_ggml_layout() {
     assert_eq!(summary.tensors(), 0, "mapped weights are never repacked");
     let repacked = load(&path, LoadMode::Memory, Repack::Force);
     let summary = repacked.repack_summary().unwrap();
-    // Every Q4_K matrix of the layers is (all have rows in eights); the Q6_K ones and the tied
-    // token embedding are not.
-    let q4_k_matrices = repacked
-        .file()
-        .tensors()
-        .iter()
-        .filter(|t| t.ggml_type == GgmlType::Q4_K && t.name.starts_with("blk."))
-        .count();
+    // Every Q4_K and Q6_K matrix of the layers is (all have rows in eights), each to its
+    // layout; the tied token embedding is not.
+    let matrices = |ty| {
+        repacked
+            .file()
+            .tensors()
+            .iter()
+            .filter(|t| t.ggml_type == ty && t.name.starts_with("blk."))
+            .count()
+    };
+    let (q4_k_matrices, q6_k_matrices) = (matrices(GgmlType::Q4_K), matrices(GgmlType::Q6_K));
     assert!(q4_k_matrices >= 8, "{q4_k_matrices}");
+    assert!(q6_k_matrices >= 1, "{q6_k_matrices}");
+    let mut got = summary.repacked.clone();
+    got.sort_by_key(|&(ty, _, _)| ty as u32);
     assert_eq!(
-        summary.repacked,
-        [(GgmlType::Q4_K, WeightLayout::Q4KX8, q4_k_matrices)]
+        got,
+        [
+            (GgmlType::Q4_K, WeightLayout::Q4KX8, q4_k_matrices),
+            (GgmlType::Q6_K, WeightLayout::Q6KX8, q6_k_matrices)
+        ]
     );
     let w = repacked.weights();
     let layer = &w.layers[0];

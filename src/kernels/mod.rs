@@ -354,17 +354,23 @@ pub struct GroupDot {
 pub struct RepackedKernels {
     /// Q4_K in [`WeightLayout::Q4KX8`].
     pub q4_k_x8: Option<GroupDot>,
+    /// Q6_K in [`WeightLayout::Q6KX8`].
+    pub q6_k_x8: Option<GroupDot>,
 }
 
 impl RepackedKernels {
     /// No repacked layouts.
-    pub const NONE: RepackedKernels = RepackedKernels { q4_k_x8: None };
+    pub const NONE: RepackedKernels = RepackedKernels {
+        q4_k_x8: None,
+        q6_k_x8: None,
+    };
 
     /// The tier's dot for `layout`, if it has one.
     pub fn get(&self, layout: WeightLayout) -> Option<GroupDot> {
         match layout {
             WeightLayout::Ggml => None,
             WeightLayout::Q4KX8 => self.q4_k_x8,
+            WeightLayout::Q6KX8 => self.q6_k_x8,
         }
     }
 }

@@ -10,8 +10,14 @@
 //! about half of an AVX2 dot unpacking one row's scales. A group takes exactly the bytes its
 //! 8 rows took, so a matrix is repacked in place. Byte table: docs/kernels.md.
 //!
+//! **Q6_K×8** ([`WeightLayout::Q6KX8`]): likewise 8 rows per block, the quant bits regrouped
+//! so that 4 quant registers of 8 rows take 11 vector operations ([`q6_k`]).
+//!
 //! The portable group dot here is the reference: per row, bit for bit the scalar
-//! [`scalar::dot_q4_k`] of the unpacked row. Tiers put their own in [`super::RepackedKernels`].
+//! [`scalar::dot_q4_k`] (Q6_K×8: [`scalar::dot_q6_k`]) of the unpacked row. Tiers put their
+//! own in [`super::RepackedKernels`].
+
+mod q6_k;
 
 use rayon::prelude::*;
 
@@ -28,6 +34,8 @@ pub enum WeightLayout {
     Ggml,
     /// Q4_K, 8 rows interleaved per block ([the module docs](self)).
     Q4KX8,
+    /// Q6_K, 8 rows interleaved per block, quant bits regrouped ([`q6_k`]).
+    Q6KX8,
 }
 
 impl WeightLayout {
@@ -35,6 +43,7 @@ impl WeightLayout {
         match self {
             WeightLayout::Ggml => "ggml",
             WeightLayout::Q4KX8 => "Q4_K×8",
+            WeightLayout::Q6KX8 => "Q6_K×8",
         }
     }
 
@@ -42,7 +51,7 @@ impl WeightLayout {
     pub fn group_rows(self) -> usize {
         match self {
             WeightLayout::Ggml => 1,
-            WeightLayout::Q4KX8 => 8,
+            WeightLayout::Q4KX8 | WeightLayout::Q6KX8 => 8,
         }
     }
 
@@ -51,6 +60,7 @@ impl WeightLayout {
         match self {
             WeightLayout::Ggml => None,
             WeightLayout::Q4KX8 => Some(GgmlType::Q4_K),
+            WeightLayout::Q6KX8 => Some(GgmlType::Q6_K),
         }
     }
 
@@ -82,20 +92,17 @@ impl std::fmt::Display for WeightLayout {
 /// Bytes of one Q4_K×8 block: block `b` of 8 rows (8 × 144).
 pub const Q4K_X8_BLOCK_BYTES: usize = 8 * Q4K_BLOCK_BYTES;
 const Q4K_BLOCK_BYTES: usize = 144;
+pub use q6_k::{Q6K_X8_BLOCK_BYTES, dot_q6_k_x8_portable};
 
 /// The layout a `ty` matrix of `rows × k` should be repacked to for the `kernels`' tier: a
 /// repacked one where the tier has a fast dot for it and the shape allows, else ggml's.
 pub fn preferred_layout(kernels: &Kernels, ty: GgmlType, rows: usize, k: usize) -> WeightLayout {
-    let q4_k_x8 = ty == GgmlType::Q4_K
-        && kernels.repacked.q4_k_x8.is_some()
-        && rows > 0
-        && rows.is_multiple_of(8)
-        && k > 0
-        && k.is_multiple_of(QK_K);
-    if q4_k_x8 {
-        WeightLayout::Q4KX8
-    } else {
-        WeightLayout::Ggml
+    let shape = rows > 0 && rows.is_multiple_of(8) && k > 0 && k.is_multiple_of(QK_K);
+    let repacked = &kernels.repacked;
+    match ty {
+        GgmlType::Q4_K if shape && repacked.q4_k_x8.is_some() => WeightLayout::Q4KX8,
+        GgmlType::Q6_K if shape && repacked.q6_k_x8.is_some() => WeightLayout::Q6KX8,
+        _ => WeightLayout::Ggml,
     }
 }
 
@@ -118,6 +125,14 @@ pub fn repack_in_place(
                 rows_copy.clear();
                 rows_copy.extend_from_slice(group);
                 repack_group_q4_k(k, rows_copy, group);
+            },
+        ),
+        WeightLayout::Q6KX8 => data.par_chunks_mut(group_bytes).for_each_init(
+            Vec::new,
+            |rows_copy: &mut Vec<u8>, group| {
+                rows_copy.clear();
+                rows_copy.extend_from_slice(group);
+                q6_k::repack_group(k, rows_copy, group);
             },
         ),
     }
@@ -148,13 +163,18 @@ pub fn unpack_rows(
     let src = &w.data()[first_row * row_bytes..(first_row + count) * row_bytes];
     match layout {
         WeightLayout::Ggml => out.copy_from_slice(src),
-        WeightLayout::Q4KX8 => {
+        WeightLayout::Q4KX8 | WeightLayout::Q6KX8 => {
+            let unpack = if layout == WeightLayout::Q4KX8 {
+                unpack_group_q4_k
+            } else {
+                q6_k::unpack_group
+            };
             let group_bytes = group * row_bytes;
             for (from, to) in src
                 .chunks_exact(group_bytes)
                 .zip(out.chunks_exact_mut(group_bytes))
             {
-                unpack_group_q4_k(w.k(), from, to);
+                unpack(w.k(), from, to);
             }
         }
     }
@@ -286,12 +306,20 @@ pub fn dot_q4_k_x8_portable(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
     }
 }
 
+/// The portable Q6_K×8 group dot: its activation row is the Q8_K row as it is.
+pub const PORTABLE_Q6K_X8: GroupDot = GroupDot {
+    prepared_bytes: q8_k_bytes,
+    prepare: copy_acts,
+    dot: dot_q6_k_x8_portable,
+};
+
 /// The group dot n = 1 runs on a `layout` matrix: the tier's, else the portable one (`None`
 /// for ggml's layout, which takes the row dots).
 pub(super) fn group_dot(kernels: &Kernels, layout: WeightLayout) -> Option<GroupDot> {
     match layout {
         WeightLayout::Ggml => None,
         WeightLayout::Q4KX8 => Some(kernels.repacked.q4_k_x8.unwrap_or(PORTABLE_Q4K_X8)),
+        WeightLayout::Q6KX8 => Some(kernels.repacked.q6_k_x8.unwrap_or(PORTABLE_Q6K_X8)),
     }
 }
 

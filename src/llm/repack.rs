@@ -106,7 +106,8 @@ impl RepackSummary {
 }
 
 fn has_repacked_dots(kernels: &Kernels) -> bool {
-    kernels.repacked.get(WeightLayout::Q4KX8).is_some()
+    let r = &kernels.repacked;
+    r.q4_k_x8.is_some() || r.q6_k_x8.is_some()
 }
 
 /// `kernels` with the portable group dot wherever the tier has none, so that
@@ -115,6 +116,7 @@ fn forcing(kernels: &Kernels) -> Kernels {
     Kernels {
         repacked: RepackedKernels {
             q4_k_x8: Some(kernels.repacked.q4_k_x8.unwrap_or(repack::PORTABLE_Q4K_X8)),
+            q6_k_x8: Some(kernels.repacked.q6_k_x8.unwrap_or(repack::PORTABLE_Q6K_X8)),
         },
         ..*kernels
     }

@@ -173,9 +173,20 @@ pub fn exact_activations(act_type: GgmlType, n: usize, rng: &mut Xoshiro256PlusP
 
 /// An exact weight row and activation row, checked to be in the exact regime.
 pub fn exact_pair(w_type: GgmlType, n: usize, rng: &mut Xoshiro256PlusPlus) -> (Vec<u8>, Vec<u8>) {
+    exact_rows(w_type, 1, n, rng)
+}
+
+/// `rows` exact weight rows of `n` elements (back to back) and one exact activation row, each
+/// weight row checked with it to be in the exact regime.
+pub fn exact_rows(
+    w_type: GgmlType,
+    rows: usize,
+    n: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> (Vec<u8>, Vec<u8>) {
     let act = activation_type(w_type).expect("weight type");
     let (w, a) = (
-        exact_weights(w_type, n, rng),
+        exact_weights(w_type, rows * n, rng),
         exact_activations(act, n, rng),
     );
     let unit = if w_type.is_quantized() {
@@ -183,11 +194,13 @@ pub fn exact_pair(w_type: GgmlType, n: usize, rng: &mut Xoshiro256PlusPlus) -> (
     } else {
         1.0
     };
-    let bound = magnitude(w_type, n, &w, &a);
-    assert!(
-        bound < unit * (1u64 << 24) as f64,
-        "{w_type}: exact inputs too large ({bound} >= 2^24 units of {unit})"
-    );
+    for row in w.chunks_exact(w.len() / rows) {
+        let bound = magnitude(w_type, n, row, &a);
+        assert!(
+            bound < unit * (1u64 << 24) as f64,
+            "{w_type}: exact inputs too large ({bound} >= 2^24 units of {unit})"
+        );
+    }
     (w, a)
 }
 

@@ -51,6 +51,7 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
         decode: super::decode_dot::avx2::DECODE,
         repacked: RepackedKernels {
             q4_k_x8: Some(super::q4k_x8::AVX2),
+            q6_k_x8: Some(super::q6k_x8::AVX2),
         },
         ..table
     }

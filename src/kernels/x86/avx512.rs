@@ -60,10 +60,16 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
     } else {
         (super::decode_dot::avx2::DECODE, super::q4k_x8::AVX2)
     };
+    let q6_k_x8 = if has_vnni() {
+        super::q6k_x8::VNNI
+    } else {
+        super::q6k_x8::AVX2
+    };
     Kernels {
         decode,
         repacked: RepackedKernels {
             q4_k_x8: Some(q4_k_x8),
+            q6_k_x8: Some(q6_k_x8),
         },
         ..table
     }

@@ -17,6 +17,7 @@ mod float_packed;
 mod float_tile;
 mod packed;
 mod q4k_x8;
+mod q6k_x8;
 mod tile;
 mod variant;
 
