@@ -414,10 +414,19 @@ fn matmul_n512_ggml(bencher: Bencher, case: &Case) {
 /// chunk on a repacked matrix: its cost beside `matmul_n512_ours` (one unpack per matmul).
 #[divan::bench(sample_count = 20, sample_size = 1)]
 fn unpack_q4_k_x8(bencher: Bencher) {
-    let (ty, rows, k) = (GgmlType::Q4_K, 4096, 4096);
-    let packed =
-        laid_out(ty, WeightLayout::Q4KX8, rows, k, &weights(ty, rows, k)).expect("repacked");
-    let matrix = matrices(ty, WeightLayout::Q4KX8, rows, k, &packed)[0];
+    unpack_4096(bencher, GgmlType::Q4_K, WeightLayout::Q4KX8);
+}
+
+/// As [`unpack_q4_k_x8`], Q6_K×8.
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn unpack_q6_k_x8(bencher: Bencher) {
+    unpack_4096(bencher, GgmlType::Q6_K, WeightLayout::Q6KX8);
+}
+
+fn unpack_4096(bencher: Bencher, ty: GgmlType, layout: WeightLayout) {
+    let (rows, k) = (4096, 4096);
+    let packed = laid_out(ty, layout, rows, k, &weights(ty, rows, k)).expect("repacked");
+    let matrix = matrices(ty, layout, rows, k, &packed)[0];
     let mut out = vec![0u8; packed.len()];
     bencher
         .counter(BytesCount::new(packed.len()))
@@ -648,7 +657,7 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     scalar
         .quantize_activations(act, &x, &mut a)
         .expect("activations");
-    if let (Some(tier), WeightLayout::Q4KX8) = (case.tier, case.layout) {
+    if let (Some(tier), WeightLayout::Q4KX8 | WeightLayout::Q6KX8) = (case.tier, case.layout) {
         // Groups of 8 rows per call: divan's rows/s (items) compare with the others'.
         let kernels = Kernels::for_tier(tier).expect("supported tier");
         let group = kernels.repacked.get(case.layout).expect("a group dot");
