@@ -15,7 +15,10 @@
 //! `-- --n1-paired` does the same for ours against ggml at n = 1 (see [`n1_paired`]).
 //! Our matmuls run on the weight layout the tier prefers (`kernels::repack`: Q4_K repacked
 //! to Q4_K×8 on the x86 tiers, as the model loader does), ggml's on ggml's bytes;
-//! `LLAVA_BENCH_GGML_LAYOUT=1` runs ours on ggml's layout too (the path before repacking).
+//! `LLAVA_BENCH_GGML_LAYOUT=1` runs ours on ggml's layout too (the path before repacking),
+//! on ggml's very bytes unless `LLAVA_BENCH_OWN_COPY=1` gives ours a copy: the like-for-like
+//! baseline for a repacked run, where ours and ggml read two matrices (at 25–37 MB, shared
+//! bytes let each side find part of the matrix in the L3 after the other's call).
 //!
 //! Counters: weight bytes per matmul (so `matmul_dram_*` throughput compares with the bandwidth
 //! probe; `matmul_n1_*` reuses one matrix, which stays in a large last-level cache) and bytes
@@ -116,6 +119,9 @@ fn laid_out(
     w: &[u8],
 ) -> Option<Vec<u8>> {
     if layout == WeightLayout::Ggml {
+        if std::env::var_os("LLAVA_BENCH_OWN_COPY").is_some_and(|v| v != "0") {
+            return Some(w.to_vec());
+        }
         return None;
     }
     let mut out = w.to_vec();
