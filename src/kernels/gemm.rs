@@ -78,13 +78,34 @@ pub(super) fn matmul_tiled(
     if n >= packed_min_tokens(w.ty()) && kernels.packed.get(w.ty()).is_some() {
         // Packed tiles repack their rows once per call: give each call every token.
         let chunk = packed_chunk_rows(w.ty(), rows);
+        // A tile that packs straight from the repacked layout (no unpacking), where the tier
+        // has one.
+        let direct = match w.layout() {
+            WeightLayout::Q4KX8 => kernels.packed_q4_k_x8,
+            WeightLayout::Ggml | WeightLayout::Q6KX8 => None,
+        };
         y_t.par_chunks_mut(chunk * n)
             .enumerate()
             .try_for_each(|(i, out)| {
                 let first_row = i * chunk;
                 let chunk_rows = out.len() / n;
+                let own_rows = &data[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
+                if let Some(tile) = direct {
+                    tile(
+                        k,
+                        own_rows,
+                        row_bytes,
+                        chunk_rows,
+                        acts,
+                        act_row_bytes,
+                        n,
+                        out,
+                        n,
+                    );
+                    return Ok(());
+                }
                 if w.layout() == WeightLayout::Ggml {
-                    let w_rows = &data[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
+                    let w_rows = own_rows;
                     return kernels.gemm_tile(
                         w.ty(),
                         k,

@@ -509,7 +509,6 @@ unsafe fn pack_group<I: Isa, T: PackType>(
     out: *mut u8,
 ) {
     let l = layout::<I, T>();
-    let g = I::G;
     let mut dec = Decoded {
         q: [0; 256],
         scales: [0; 16],
@@ -517,6 +516,7 @@ unsafe fn pack_group<I: Isa, T: PackType>(
         d: 0.0,
         neg_dmin: 0.0,
     };
+    let g = I::G;
     // SAFETY: `count` rows of `nb` blocks behind `w`, `nb` records of `l.bytes` at `out`
     // (caller); every write below is inside record `b`.
     unsafe {
@@ -534,23 +534,94 @@ unsafe fn pack_group<I: Isa, T: PackType>(
                     let word = dec.q.as_ptr().add(4 * grp).cast::<u32>().read_unaligned();
                     q.add(grp * g + i).write_unaligned(word);
                 }
-                if T::KQUANT {
-                    for s in 0..T::SB / 4 / T::SUBG {
-                        let at = rec.add(l.scales + (s * g + i) * 4).cast::<i32>();
-                        at.write_unaligned(I::scale_word(dec.scales[s]));
-                    }
-                    for p in 0..8 {
-                        let pair = (dec.mins[2 * p] as u16 as u32)
-                            | ((dec.mins[2 * p + 1] as u16 as u32) << 16);
-                        rec.add(l.mins + (p * g + i) * 4)
-                            .cast::<u32>()
-                            .write_unaligned(pair);
-                    }
-                    rec.add(l.neg_dmin + 4 * i)
-                        .cast::<f32>()
-                        .write_unaligned(dec.neg_dmin);
+                put_row_meta::<I, T>(rec, i, &dec);
+            }
+        }
+    }
+}
+
+/// Row `i`'s scales, mins, `-dmin` (K-quants) and `d` from `dec` into the record at `rec`.
+#[inline(always)]
+unsafe fn put_row_meta<I: Isa, T: PackType>(rec: *mut u8, i: usize, dec: &Decoded) {
+    let l = layout::<I, T>();
+    let g = I::G;
+    // SAFETY: a whole record at `rec` and `i < G` (caller): every write is inside it.
+    unsafe {
+        if T::KQUANT {
+            for s in 0..T::SB / 4 / T::SUBG {
+                let at = rec.add(l.scales + (s * g + i) * 4).cast::<i32>();
+                at.write_unaligned(I::scale_word(dec.scales[s]));
+            }
+            for p in 0..8 {
+                let pair =
+                    (dec.mins[2 * p] as u16 as u32) | ((dec.mins[2 * p + 1] as u16 as u32) << 16);
+                rec.add(l.mins + (p * g + i) * 4)
+                    .cast::<u32>()
+                    .write_unaligned(pair);
+            }
+            rec.add(l.neg_dmin + 4 * i)
+                .cast::<f32>()
+                .write_unaligned(dec.neg_dmin);
+        }
+        rec.add(l.d + 4 * i).cast::<f32>().write_unaligned(dec.d);
+    }
+}
+
+/// Bytes of one Q4_K×8 block (block `b` of 8 rows, `crate::kernels::repack`): the `d`s at 0,
+/// the `dmin`s at 16, scale byte `j` of row `r` at `32 + 8j + r`, nibble piece `p` (ggml's
+/// `qs[4p..4p + 4]`) of row `r` at `128 + 32p + 4r`.
+const Q4K_X8_BLOCK: usize = 8 * 144;
+
+/// As [`pack_group`] for Q4_K rows stored as Q4_K×8 groups: `count` (≤ G, a multiple of 8)
+/// rows from `w`, groups of 8 rows `8 · w_stride` apart (`w_stride` = 144 · `nb`). The same
+/// records, read straight from the x8 blocks, whose nibble pieces already hold the same 4
+/// bytes of 8 rows side by side: a piece's low nibbles are word `16(p / 8) + p % 8` of those
+/// 8 rows, its high nibbles the word 8 on.
+#[inline(always)]
+unsafe fn pack_group_q4_k_x8<I: Isa>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    count: usize,
+    out: *mut u8,
+) {
+    let l = layout::<I, Q4K>();
+    let g = I::G;
+    let mut dec = Decoded {
+        q: [0; 256],
+        scales: [0; 16],
+        mins: [0; 16],
+        d: 0.0,
+        neg_dmin: 0.0,
+    };
+    // SAFETY: `count / 8` groups of `nb` x8 blocks behind `w`, `nb` records of `l.bytes` at
+    // `out` (caller); the words stored are `(word · G + 8 · half) · 4 + 32 ≤ 256 · G` bytes
+    // into record `b` (word < 64, 8 · half + 8 ≤ G), the rest by `put_row_meta`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        for b in 0..nb {
+            let rec = out.add(b * l.bytes);
+            std::ptr::write_bytes(rec, 0, l.bytes);
+            for half in 0..count / 8 {
+                let x8 = w.add(8 * half * w_stride + b * Q4K_X8_BLOCK);
+                for p in 0..32 {
+                    let bits = load256(x8.add(128 + 32 * p));
+                    let word = 16 * (p / 8) + p % 8;
+                    let at = |word: usize| rec.add((word * g + 8 * half) * 4).cast::<__m256i>();
+                    _mm256_storeu_si256(at(word), _mm256_and_si256(bits, m4));
+                    let high = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                    _mm256_storeu_si256(at(word + 8), high);
                 }
-                rec.add(l.d + 4 * i).cast::<f32>().write_unaligned(dec.d);
+                for r in 0..8 {
+                    let mut scale_bytes = [0u8; 16];
+                    for (j, byte) in scale_bytes[..12].iter_mut().enumerate() {
+                        *byte = *x8.add(32 + 8 * j + r);
+                    }
+                    k4_scales_mins(scale_bytes.as_ptr(), &mut dec);
+                    dec.d = read_f16(x8.add(2 * r));
+                    dec.neg_dmin = -read_f16(x8.add(16 + 2 * r));
+                    put_row_meta::<I, Q4K>(rec, 8 * half + r, &dec);
+                }
             }
         }
     }
@@ -751,6 +822,55 @@ pub(super) unsafe fn gemm<I: Isa, T: PackType, const R: usize, const C: usize>(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        gemm_from::<I, T, R, C, false>(nb, w, w_stride, rows, a, a_stride, cols, out, out_stride)
+    }
+}
+
+/// As [`gemm`] for Q4_K rows stored as Q4_K×8 groups (`crate::kernels::repack`), packed
+/// straight from them: the same records, so the same results bit for bit.
+///
+/// # Safety
+/// As [`gemm`]. Panics unless `rows` is a multiple of 8 and `w_stride` is the 144 · `nb`
+/// bytes of a row (a group of 8 rows is 8 rows' bytes).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn gemm_q4_k_x8<I: Isa, const R: usize, const C: usize>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    rows: usize,
+    a: *const u8,
+    a_stride: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    assert!(
+        rows.is_multiple_of(8) && w_stride == nb * Q4K::W_BYTES,
+        "Q4_K×8 tile: {rows} rows of stride {w_stride} are not whole groups of {nb} blocks"
+    );
+    // SAFETY: forwarded contract; whole groups (checked above).
+    unsafe {
+        gemm_from::<I, Q4K, R, C, true>(nb, w, w_stride, rows, a, a_stride, cols, out, out_stride)
+    }
+}
+
+/// The body of [`gemm`] (`X8`: of [`gemm_q4_k_x8`], `T` = [`Q4K`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn gemm_from<I: Isa, T: PackType, const R: usize, const C: usize, const X8: bool>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    rows: usize,
+    a: *const u8,
+    a_stride: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
     let l = layout::<I, T>();
     let g = I::G;
     let groups_max = ROW_SUB / g;
@@ -785,13 +905,15 @@ pub(super) unsafe fn gemm<I: Isa, T: PackType, const R: usize, const C: usize>(
                 let groups = sub.div_ceil(g);
                 for grp in 0..groups {
                     let count = g.min(sub - grp * g);
-                    pack_group::<I, T>(
-                        nb,
+                    let (from, to) = (
                         w.add((r0 + grp * g) * w_stride),
-                        w_stride,
-                        count,
                         packed.add(grp * nb * l.bytes),
                     );
+                    if X8 {
+                        pack_group_q4_k_x8::<I>(nb, from, w_stride, count, to);
+                    } else {
+                        pack_group::<I, T>(nb, from, w_stride, count, to);
+                    }
                 }
                 let o = &mut out[r0 * out_stride..];
                 let mut c0 = 0;
