@@ -82,7 +82,8 @@ pub(super) fn matmul_tiled(
         // has one.
         let direct = match w.layout() {
             WeightLayout::Q4KX8 => kernels.packed_q4_k_x8,
-            WeightLayout::Ggml | WeightLayout::Q6KX8 => None,
+            WeightLayout::Q6KX8 => kernels.packed_q6_k_x8,
+            WeightLayout::Ggml => None,
         };
         y_t.par_chunks_mut(chunk * n)
             .enumerate()

@@ -403,6 +403,8 @@ pub struct Kernels {
     /// `w_stride` is a row's bytes and `rows` a multiple of 8 (whole groups), results bit for
     /// bit those of `packed.q4_k` on the same rows in ggml's layout.
     pub packed_q4_k_x8: Option<GemmTileFn>,
+    /// As `packed_q4_k_x8` for Q6_K in [`WeightLayout::Q6KX8`].
+    pub packed_q6_k_x8: Option<GemmTileFn>,
     /// Tokens per panel (`C`) of the float packed tiles: [`matmul`] splits tokens among
     /// tasks in whole panels. 1 where there are none.
     pub float_panel_tokens: usize,

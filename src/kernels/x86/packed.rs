@@ -264,6 +264,21 @@ pub(super) trait PackType {
     const SIGNED: bool;
     /// Decodes the block at `wb`; `keep_signed`: leave signed quants as they are.
     unsafe fn decode(wb: *const u8, keep_signed: bool, out: &mut Decoded);
+    /// As [`pack_group`], from the type's layout of 8 rows per block (`crate::kernels::repack`):
+    /// `count` (≤ G, a multiple of 8) rows at `w`, groups of 8 rows `8 · w_stride` apart
+    /// (`w_stride` = `W_BYTES` · `nb`), into the same records. Only the types with such a
+    /// layout (Q4_K, Q6_K) are ever asked.
+    #[inline(always)]
+    unsafe fn pack_x8<I: Isa>(
+        nb: usize,
+        w: *const u8,
+        w_stride: usize,
+        count: usize,
+        out: *mut u8,
+    ) {
+        let _ = (nb, w, w_stride, count, out);
+        unreachable!("no layout of 8 rows per block");
+    }
 }
 
 /// Stores 32 bytes at `out[at..]`.
@@ -323,6 +338,17 @@ impl PackType for Q4K {
             out.d = read_f16(wb);
             out.neg_dmin = -read_f16(wb.add(2));
         }
+    }
+    #[inline(always)]
+    unsafe fn pack_x8<I: Isa>(
+        nb: usize,
+        w: *const u8,
+        w_stride: usize,
+        count: usize,
+        out: *mut u8,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { pack_group_q4_k_x8::<I>(nb, w, w_stride, count, out) }
     }
 }
 
@@ -388,6 +414,17 @@ impl PackType for Q6K {
             out.d = read_f16(wb.add(208));
             out.neg_dmin = -out.d;
         }
+    }
+    #[inline(always)]
+    unsafe fn pack_x8<I: Isa>(
+        nb: usize,
+        w: *const u8,
+        w_stride: usize,
+        count: usize,
+        out: *mut u8,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { pack_group_q6_k_x8::<I>(nb, w, w_stride, count, out) }
     }
 }
 
@@ -572,11 +609,9 @@ unsafe fn put_row_meta<I: Isa, T: PackType>(rec: *mut u8, i: usize, dec: &Decode
 /// `qs[4p..4p + 4]`) of row `r` at `128 + 32p + 4r`.
 const Q4K_X8_BLOCK: usize = 8 * 144;
 
-/// As [`pack_group`] for Q4_K rows stored as Q4_K×8 groups: `count` (≤ G, a multiple of 8)
-/// rows from `w`, groups of 8 rows `8 · w_stride` apart (`w_stride` = 144 · `nb`). The same
-/// records, read straight from the x8 blocks, whose nibble pieces already hold the same 4
-/// bytes of 8 rows side by side: a piece's low nibbles are word `16(p / 8) + p % 8` of those
-/// 8 rows, its high nibbles the word 8 on.
+/// [`PackType::pack_x8`] for Q4_K: the x8 blocks' nibble pieces already hold the same 4
+/// bytes of 8 rows side by side, so a piece's low nibbles are word `16(p / 8) + p % 8` of
+/// those 8 rows, its high nibbles the word 8 on; the scales are gathered per row.
 #[inline(always)]
 unsafe fn pack_group_q4_k_x8<I: Isa>(
     nb: usize,
@@ -621,6 +656,87 @@ unsafe fn pack_group_q4_k_x8<I: Isa>(
                     dec.d = read_f16(x8.add(2 * r));
                     dec.neg_dmin = -read_f16(x8.add(16 + 2 * r));
                     put_row_meta::<I, Q4K>(rec, 8 * half + r, &dec);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of one Q6_K×8 block (block `b` of 8 rows, `crate::kernels::repack`): the `d`s at 0,
+/// scale `s` of row `r` at `16 + 8s + r`, piece `(h, g)` at `144 + 96 (8h + g)`: three runs
+/// `A0`, `A1`, `B` of 32 bytes, byte `4r + t` of each row `r`'s, holding the levels `q_k` of
+/// elements `128h + 32k + 4g + t` as `A0 = q_0 | (q_2 >> 4) << 6`, `A1 = q_1 | (q_3 >> 4) << 6`,
+/// `B = (q_2 & 15) | (q_3 & 15) << 4`.
+const Q6K_X8_BLOCK: usize = 8 * 210;
+
+/// [`PackType::pack_x8`] for Q6_K: the levels of a piece come out as 4 packed words of 8 rows
+/// each (word `32h + 8k + g`), the scales and `d`s gathered per row.
+#[inline(always)]
+unsafe fn pack_group_q6_k_x8<I: Isa>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    count: usize,
+    out: *mut u8,
+) {
+    let l = layout::<I, Q6K>();
+    let g = I::G;
+    let mut dec = Decoded {
+        q: [0; 256],
+        scales: [0; 16],
+        mins: [0; 16],
+        d: 0.0,
+        neg_dmin: 0.0,
+    };
+    // SAFETY: `count / 8` groups of `nb` x8 blocks behind `w`, `nb` records of `l.bytes` at
+    // `out` (caller); the words stored are `(word · G + 8 · half) · 4 + 32 ≤ 256 · G` bytes
+    // into record `b` (word < 64, 8 · half + 8 ≤ G), the rest by `put_row_meta`.
+    unsafe {
+        let (low4, low6, bits45) = (
+            _mm256_set1_epi8(0x0f),
+            _mm256_set1_epi8(0x3f),
+            _mm256_set1_epi8(0x30),
+        );
+        for b in 0..nb {
+            let rec = out.add(b * l.bytes);
+            std::ptr::write_bytes(rec, 0, l.bytes);
+            for half in 0..count / 8 {
+                let x8 = w.add(8 * half * w_stride + b * Q6K_X8_BLOCK);
+                for h in 0..2 {
+                    for gg in 0..8 {
+                        let piece = x8.add(144 + 96 * (8 * h + gg));
+                        let (a0, a1, bb) = (
+                            load256(piece),
+                            load256(piece.add(32)),
+                            load256(piece.add(64)),
+                        );
+                        // Bits 6..8 of A0/A1 to bits 4..6 (the 16-bit shift's spill from the
+                        // next byte lands in bits 6..8, masked off).
+                        let top = |a: __m256i| _mm256_and_si256(_mm256_srli_epi16::<2>(a), bits45);
+                        let q = [
+                            _mm256_and_si256(a0, low6),
+                            _mm256_and_si256(a1, low6),
+                            _mm256_or_si256(_mm256_and_si256(bb, low4), top(a0)),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(bb), low4),
+                                top(a1),
+                            ),
+                        ];
+                        for (k, v) in q.into_iter().enumerate() {
+                            let word = 32 * h + 8 * k + gg;
+                            _mm256_storeu_si256(rec.add((word * g + 8 * half) * 4).cast(), v);
+                        }
+                    }
+                }
+                for r in 0..8 {
+                    for s in 0..16 {
+                        let sc = i32::from(*x8.add(16 + 8 * s + r) as i8);
+                        dec.scales[s] = sc;
+                        dec.mins[s] = 32 * sc;
+                    }
+                    dec.d = read_f16(x8.add(2 * r));
+                    dec.neg_dmin = -dec.d;
+                    put_row_meta::<I, Q6K>(rec, 8 * half + r, &dec);
                 }
             }
         }
@@ -828,15 +944,16 @@ pub(super) unsafe fn gemm<I: Isa, T: PackType, const R: usize, const C: usize>(
     }
 }
 
-/// As [`gemm`] for Q4_K rows stored as Q4_K×8 groups (`crate::kernels::repack`), packed
-/// straight from them: the same records, so the same results bit for bit.
+/// As [`gemm`] for rows stored 8 per block (Q4_K×8, Q6_K×8: `crate::kernels::repack`),
+/// packed straight from them ([`PackType::pack_x8`]): the same records, so the same results
+/// bit for bit.
 ///
 /// # Safety
-/// As [`gemm`]. Panics unless `rows` is a multiple of 8 and `w_stride` is the 144 · `nb`
-/// bytes of a row (a group of 8 rows is 8 rows' bytes).
+/// As [`gemm`], `T` a type with such a layout. Panics unless `rows` is a multiple of 8 and
+/// `w_stride` is a row's `W_BYTES · nb` (a group of 8 rows is 8 rows' bytes).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) unsafe fn gemm_q4_k_x8<I: Isa, const R: usize, const C: usize>(
+pub(super) unsafe fn gemm_x8<I: Isa, T: PackType, const R: usize, const C: usize>(
     nb: usize,
     w: *const u8,
     w_stride: usize,
@@ -848,16 +965,16 @@ pub(super) unsafe fn gemm_q4_k_x8<I: Isa, const R: usize, const C: usize>(
     out_stride: usize,
 ) {
     assert!(
-        rows.is_multiple_of(8) && w_stride == nb * Q4K::W_BYTES,
-        "Q4_K×8 tile: {rows} rows of stride {w_stride} are not whole groups of {nb} blocks"
+        rows.is_multiple_of(8) && w_stride == nb * T::W_BYTES,
+        "x8 tile: {rows} rows of stride {w_stride} are not whole groups of {nb} blocks"
     );
     // SAFETY: forwarded contract; whole groups (checked above).
     unsafe {
-        gemm_from::<I, Q4K, R, C, true>(nb, w, w_stride, rows, a, a_stride, cols, out, out_stride)
+        gemm_from::<I, T, R, C, true>(nb, w, w_stride, rows, a, a_stride, cols, out, out_stride)
     }
 }
 
-/// The body of [`gemm`] (`X8`: of [`gemm_q4_k_x8`], `T` = [`Q4K`]).
+/// The body of [`gemm`] (`X8`: of [`gemm_x8`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn gemm_from<I: Isa, T: PackType, const R: usize, const C: usize, const X8: bool>(
@@ -910,7 +1027,7 @@ unsafe fn gemm_from<I: Isa, T: PackType, const R: usize, const C: usize, const X
                         packed.add(grp * nb * l.bytes),
                     );
                     if X8 {
-                        pack_group_q4_k_x8::<I>(nb, from, w_stride, count, to);
+                        T::pack_x8::<I>(nb, from, w_stride, count, to);
                     } else {
                         pack_group::<I, T>(nb, from, w_stride, count, to);
                     }
