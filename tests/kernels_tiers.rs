@@ -693,7 +693,8 @@ fn several_row_decode_dots_equal_the_single_row_dot() {
 }
 
 /// A Q4_K matrix repacked at load (Q4_K×8) gives, on every tier: for n > 1 the ggml-layout
-/// matmul's result bit for bit (its rows are unpacked per chunk for the same tiles); for n = 1
+/// matmul's result bit for bit (the packed tiles pack the same records from the x8 groups, the
+/// other tiles get rows unpacked 64 at a time); for n = 1
 /// each row's dot within the rounding bound of scalar (bit for bit on the scalar tier, whose
 /// group dot is the portable one); and inside `matmul_vec_many`, beside ggml-layout matrices,
 /// its own `matmul` result bit for bit.

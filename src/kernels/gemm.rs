@@ -19,8 +19,9 @@ pub const TOKEN_TILE: usize = 32;
 
 /// `Y = X·Wᵀ` for `n > 1` rows whose activations `acts` (`n` rows of `act_row_bytes`) are
 /// already converted to the weight type's activation type. The caller checked the shapes.
-/// A repacked matrix's rows are unpacked to ggml's layout 64 rows at a time (a copy of its
-/// bytes, small beside the `n` dots each weight block takes part in).
+/// A repacked matrix goes to the tier's packed tile for its layout where it has one (packed
+/// straight from the x8 groups), else its rows are unpacked to ggml's layout 64 rows at a
+/// time (a copy of its bytes, small beside the `n` dots each weight block takes part in).
 pub(super) fn matmul_tiled(
     kernels: &Kernels,
     w: &QuantMatrix<'_>,
