@@ -222,8 +222,10 @@ fn cases(n: usize) -> Vec<Case> {
     for tier in tiers() {
         for ty in types() {
             for (i, &(rows, k)) in SHAPES.iter().enumerate() {
-                let default_set =
-                    n == 1 || (i == 0 && matches!(ty, GgmlType::Q4_K | GgmlType::Q8_0));
+                // Shape 0 for Q4_K and Q8_0, or for the types `LLAVA_BENCH_TYPES` names.
+                let picked = std::env::var_os("LLAVA_BENCH_TYPES").is_some()
+                    || matches!(ty, GgmlType::Q4_K | GgmlType::Q8_0);
+                let default_set = n == 1 || (i == 0 && picked);
                 if !(default_set || full()) {
                     continue;
                 }
@@ -414,6 +416,13 @@ fn matmul_n512_ours(bencher: Bencher, case: &Case) {
 #[divan::bench(args = ggml_cases(512), sample_count = 3, sample_size = 1)]
 fn matmul_n512_ggml(bencher: Bencher, case: &Case) {
     run_ggml(bencher, case);
+}
+
+/// A short prompt (16 tokens): per-call costs (packing, unpacking a repacked matrix) weigh
+/// more than at n = 512.
+#[divan::bench(args = cases(16), sample_count = 10, sample_size = 4)]
+fn matmul_n16_ours(bencher: Bencher, case: &Case) {
+    run_ours(bencher, case);
 }
 
 /// Unpacking a Q4_K×8 matrix (4096×4096) back to ggml's layout, as n > 1 matmuls do chunk by

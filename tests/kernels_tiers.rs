@@ -24,6 +24,7 @@ use llava::kernels::{
     matmul_vec_many, repack,
 };
 use rand::RngExt;
+use rand::rngs::Xoshiro256PlusPlus;
 
 const FLOAT_LANES: usize = 4;
 
@@ -692,7 +693,8 @@ fn several_row_decode_dots_equal_the_single_row_dot() {
 }
 
 /// A Q4_K matrix repacked at load (Q4_K×8) gives, on every tier: for n > 1 the ggml-layout
-/// matmul's result bit for bit (its rows are unpacked per chunk for the same tiles); for n = 1
+/// matmul's result bit for bit (the packed tiles pack the same records from the x8 groups, the
+/// other tiles get rows unpacked 64 at a time); for n = 1
 /// each row's dot within the rounding bound of scalar (bit for bit on the scalar tier, whose
 /// group dot is the portable one); and inside `matmul_vec_many`, beside ggml-layout matrices,
 /// its own `matmul` result bit for bit.
@@ -783,12 +785,49 @@ fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayou
             assert_eq!(outs[1], want, "{tier} k={k}: matmul_vec_many, ggml layout");
         }
     }
+    repacked_matrix_matches_at_many_tokens(w_type, layout, &mut rng);
     // A layout that cannot hold the matrix is refused at construction.
     let twelve_rows = vec![0u8; 12 * llava::quant::row_bytes(w_type, 256).unwrap()];
     assert!(matches!(
         QuantMatrix::with_layout(w_type, 12, 256, layout, &twelve_rows),
         Err(KernelError::LayoutRows { rows: 12, .. })
     ));
+}
+
+/// n > 1 on a repacked matrix of more rows than one 64-row unpacking run per task (536 rows,
+/// 67 groups: tasks of 128 rows, the last of 24) equals the ggml layout's result bit for bit,
+/// at the packed tiles' threshold (8), just past it, at 33 and 512 tokens.
+fn repacked_matrix_matches_at_many_tokens(
+    w_type: GgmlType,
+    layout: WeightLayout,
+    rng: &mut Xoshiro256PlusPlus,
+) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (rows, k) = (536, 256);
+    let wf: Vec<f32> = realistic_f32(rows * k, rng)
+        .iter()
+        .map(|v| v * 0.02)
+        .collect();
+    let ggml = quantize(w_type, &wf);
+    let mut packed = ggml.clone();
+    repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
+    let plain = QuantMatrix::new(w_type, rows, k, &ggml).unwrap();
+    let repacked = QuantMatrix::with_layout(w_type, rows, k, layout, &packed).unwrap();
+    for kernels in tiers() {
+        for n in [8, 9, 33, 512] {
+            let x = realistic_f32(n * k, rng);
+            let (mut want, mut got) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
+            pool.install(|| matmul(kernels, &plain, &x, n, &mut want))
+                .unwrap();
+            pool.install(|| matmul(kernels, &repacked, &x, n, &mut got))
+                .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{} {rows}×{k} n={n}", kernels.tier);
+        }
+    }
 }
 
 /// The Q4_K×8 group dots of every tier that has one (x86: AVX2, AVX-512) against the portable

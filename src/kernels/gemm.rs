@@ -11,13 +11,17 @@ use crate::GgmlType;
 /// Weight rows per tile for n > 1: 64 rows of a 4096-wide Q4_K row are 147 KiB, which stay
 /// in L2 while a tile of tokens streams past them.
 pub const ROW_TILE: usize = 64;
+/// Rows of a repacked matrix unpacked at a time for the packed tiles: one packing run of
+/// theirs (64 rows), 147 KiB of a 4096-wide Q4_K (215 KiB Q6_K), which stay in L2.
+const UNPACK_ROWS: usize = 64;
 /// Tokens per tile for n > 1: 32 Q8_K rows of 4096 are 146 KiB.
 pub const TOKEN_TILE: usize = 32;
 
 /// `Y = X·Wᵀ` for `n > 1` rows whose activations `acts` (`n` rows of `act_row_bytes`) are
 /// already converted to the weight type's activation type. The caller checked the shapes.
-/// A repacked matrix's rows are unpacked to ggml's layout per chunk of rows (a copy of its
-/// bytes, small beside the `n` dots each weight block takes part in).
+/// A repacked matrix goes to the tier's packed tile for its layout where it has one (packed
+/// straight from the x8 groups), else its rows are unpacked to ggml's layout 64 rows at a
+/// time (a copy of its bytes, small beside the `n` dots each weight block takes part in).
 pub(super) fn matmul_tiled(
     kernels: &Kernels,
     w: &QuantMatrix<'_>,
@@ -75,25 +79,71 @@ pub(super) fn matmul_tiled(
     if n >= packed_min_tokens(w.ty()) && kernels.packed.get(w.ty()).is_some() {
         // Packed tiles repack their rows once per call: give each call every token.
         let chunk = packed_chunk_rows(w.ty(), rows);
+        // A tile that packs straight from the repacked layout (no unpacking), where the tier
+        // has one.
+        let direct = match w.layout() {
+            WeightLayout::Q4KX8 => kernels.packed_q4_k_x8,
+            WeightLayout::Q6KX8 => kernels.packed_q6_k_x8,
+            WeightLayout::Ggml => None,
+        };
         y_t.par_chunks_mut(chunk * n)
             .enumerate()
             .try_for_each(|(i, out)| {
                 let first_row = i * chunk;
                 let chunk_rows = out.len() / n;
-                let mut unpacked = Vec::new();
-                let w_rows = ggml_rows(w, first_row, chunk_rows, &mut unpacked)?;
-                kernels.gemm_tile(
-                    w.ty(),
-                    k,
-                    w_rows,
-                    row_bytes,
-                    chunk_rows,
-                    acts,
-                    act_row_bytes,
-                    n,
-                    out,
-                    n,
-                )
+                let own_rows = &data[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
+                if let Some(tile) = direct {
+                    tile(
+                        k,
+                        own_rows,
+                        row_bytes,
+                        chunk_rows,
+                        acts,
+                        act_row_bytes,
+                        n,
+                        out,
+                        n,
+                    );
+                    return Ok(());
+                }
+                if w.layout() == WeightLayout::Ggml {
+                    let w_rows = own_rows;
+                    return kernels.gemm_tile(
+                        w.ty(),
+                        k,
+                        w_rows,
+                        row_bytes,
+                        chunk_rows,
+                        acts,
+                        act_row_bytes,
+                        n,
+                        out,
+                        n,
+                    );
+                }
+                // Repacked: unpack UNPACK_ROWS at a time into one small buffer, which the tile
+                // packs from while it is still in L2 (a whole chunk's copy went out to L3 and
+                // back). Each output is its own row's and token's dot, so the results are those
+                // of one call over the chunk.
+                let mut unpacked = vec![0u8; UNPACK_ROWS.min(chunk_rows) * row_bytes];
+                for sub_first in (0..chunk_rows).step_by(UNPACK_ROWS) {
+                    let sub_rows = UNPACK_ROWS.min(chunk_rows - sub_first);
+                    let w_rows = &mut unpacked[..sub_rows * row_bytes];
+                    repack::unpack_rows(w, first_row + sub_first, w_rows)?;
+                    kernels.gemm_tile(
+                        w.ty(),
+                        k,
+                        w_rows,
+                        row_bytes,
+                        sub_rows,
+                        acts,
+                        act_row_bytes,
+                        n,
+                        &mut out[sub_first * n..],
+                        n,
+                    )?;
+                }
+                Ok(())
             })?;
         transpose_into(&y_t, rows, n, y);
         return Ok(());

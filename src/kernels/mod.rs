@@ -399,6 +399,12 @@ pub struct Kernels {
     /// Packed tiles that write their output token-major, `out[c * out_stride + r]` (the
     /// layout of `Y = X·Wᵀ`, so [`matmul`] needs no transpose after them); float types only.
     pub packed_token_major: GemmKernels,
+    /// The packed Q4_K tile reading a Q4_K×8 matrix ([`WeightLayout::Q4KX8`]) as it is:
+    /// `w_stride` is a row's bytes and `rows` a multiple of 8 (whole groups), results bit for
+    /// bit those of `packed.q4_k` on the same rows in ggml's layout.
+    pub packed_q4_k_x8: Option<GemmTileFn>,
+    /// As `packed_q4_k_x8` for Q6_K in [`WeightLayout::Q6KX8`].
+    pub packed_q6_k_x8: Option<GemmTileFn>,
     /// Tokens per panel (`C`) of the float packed tiles: [`matmul`] splits tokens among
     /// tasks in whole panels. 1 where there are none.
     pub float_panel_tokens: usize,

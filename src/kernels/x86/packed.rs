@@ -264,6 +264,21 @@ pub(super) trait PackType {
     const SIGNED: bool;
     /// Decodes the block at `wb`; `keep_signed`: leave signed quants as they are.
     unsafe fn decode(wb: *const u8, keep_signed: bool, out: &mut Decoded);
+    /// As [`pack_group`], from the type's layout of 8 rows per block (`crate::kernels::repack`):
+    /// `count` (≤ G, a multiple of 8) rows at `w`, groups of 8 rows `8 · w_stride` apart
+    /// (`w_stride` = `W_BYTES` · `nb`), into the same records. Only the types with such a
+    /// layout (Q4_K, Q6_K) are ever asked.
+    #[inline(always)]
+    unsafe fn pack_x8<I: Isa>(
+        nb: usize,
+        w: *const u8,
+        w_stride: usize,
+        count: usize,
+        out: *mut u8,
+    ) {
+        let _ = (nb, w, w_stride, count, out);
+        unreachable!("no layout of 8 rows per block");
+    }
 }
 
 /// Stores 32 bytes at `out[at..]`.
@@ -323,6 +338,17 @@ impl PackType for Q4K {
             out.d = read_f16(wb);
             out.neg_dmin = -read_f16(wb.add(2));
         }
+    }
+    #[inline(always)]
+    unsafe fn pack_x8<I: Isa>(
+        nb: usize,
+        w: *const u8,
+        w_stride: usize,
+        count: usize,
+        out: *mut u8,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { pack_group_q4_k_x8::<I>(nb, w, w_stride, count, out) }
     }
 }
 
@@ -388,6 +414,17 @@ impl PackType for Q6K {
             out.d = read_f16(wb.add(208));
             out.neg_dmin = -out.d;
         }
+    }
+    #[inline(always)]
+    unsafe fn pack_x8<I: Isa>(
+        nb: usize,
+        w: *const u8,
+        w_stride: usize,
+        count: usize,
+        out: *mut u8,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { pack_group_q6_k_x8::<I>(nb, w, w_stride, count, out) }
     }
 }
 
@@ -509,7 +546,6 @@ unsafe fn pack_group<I: Isa, T: PackType>(
     out: *mut u8,
 ) {
     let l = layout::<I, T>();
-    let g = I::G;
     let mut dec = Decoded {
         q: [0; 256],
         scales: [0; 16],
@@ -517,6 +553,7 @@ unsafe fn pack_group<I: Isa, T: PackType>(
         d: 0.0,
         neg_dmin: 0.0,
     };
+    let g = I::G;
     // SAFETY: `count` rows of `nb` blocks behind `w`, `nb` records of `l.bytes` at `out`
     // (caller); every write below is inside record `b`.
     unsafe {
@@ -534,23 +571,173 @@ unsafe fn pack_group<I: Isa, T: PackType>(
                     let word = dec.q.as_ptr().add(4 * grp).cast::<u32>().read_unaligned();
                     q.add(grp * g + i).write_unaligned(word);
                 }
-                if T::KQUANT {
-                    for s in 0..T::SB / 4 / T::SUBG {
-                        let at = rec.add(l.scales + (s * g + i) * 4).cast::<i32>();
-                        at.write_unaligned(I::scale_word(dec.scales[s]));
-                    }
-                    for p in 0..8 {
-                        let pair = (dec.mins[2 * p] as u16 as u32)
-                            | ((dec.mins[2 * p + 1] as u16 as u32) << 16);
-                        rec.add(l.mins + (p * g + i) * 4)
-                            .cast::<u32>()
-                            .write_unaligned(pair);
-                    }
-                    rec.add(l.neg_dmin + 4 * i)
-                        .cast::<f32>()
-                        .write_unaligned(dec.neg_dmin);
+                put_row_meta::<I, T>(rec, i, &dec);
+            }
+        }
+    }
+}
+
+/// Row `i`'s scales, mins, `-dmin` (K-quants) and `d` from `dec` into the record at `rec`.
+#[inline(always)]
+unsafe fn put_row_meta<I: Isa, T: PackType>(rec: *mut u8, i: usize, dec: &Decoded) {
+    let l = layout::<I, T>();
+    let g = I::G;
+    // SAFETY: a whole record at `rec` and `i < G` (caller): every write is inside it.
+    unsafe {
+        if T::KQUANT {
+            for s in 0..T::SB / 4 / T::SUBG {
+                let at = rec.add(l.scales + (s * g + i) * 4).cast::<i32>();
+                at.write_unaligned(I::scale_word(dec.scales[s]));
+            }
+            for p in 0..8 {
+                let pair =
+                    (dec.mins[2 * p] as u16 as u32) | ((dec.mins[2 * p + 1] as u16 as u32) << 16);
+                rec.add(l.mins + (p * g + i) * 4)
+                    .cast::<u32>()
+                    .write_unaligned(pair);
+            }
+            rec.add(l.neg_dmin + 4 * i)
+                .cast::<f32>()
+                .write_unaligned(dec.neg_dmin);
+        }
+        rec.add(l.d + 4 * i).cast::<f32>().write_unaligned(dec.d);
+    }
+}
+
+/// Bytes of one Q4_K×8 block (block `b` of 8 rows, `crate::kernels::repack`): the `d`s at 0,
+/// the `dmin`s at 16, scale byte `j` of row `r` at `32 + 8j + r`, nibble piece `p` (ggml's
+/// `qs[4p..4p + 4]`) of row `r` at `128 + 32p + 4r`.
+const Q4K_X8_BLOCK: usize = 8 * 144;
+
+/// [`PackType::pack_x8`] for Q4_K: the x8 blocks' nibble pieces already hold the same 4
+/// bytes of 8 rows side by side, so a piece's low nibbles are word `16(p / 8) + p % 8` of
+/// those 8 rows, its high nibbles the word 8 on; the scales are gathered per row.
+#[inline(always)]
+unsafe fn pack_group_q4_k_x8<I: Isa>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    count: usize,
+    out: *mut u8,
+) {
+    let l = layout::<I, Q4K>();
+    let g = I::G;
+    let mut dec = Decoded {
+        q: [0; 256],
+        scales: [0; 16],
+        mins: [0; 16],
+        d: 0.0,
+        neg_dmin: 0.0,
+    };
+    // SAFETY: `count / 8` groups of `nb` x8 blocks behind `w`, `nb` records of `l.bytes` at
+    // `out` (caller); the words stored are `(word · G + 8 · half) · 4 + 32 ≤ 256 · G` bytes
+    // into record `b` (word < 64, 8 · half + 8 ≤ G), the rest by `put_row_meta`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        for b in 0..nb {
+            let rec = out.add(b * l.bytes);
+            std::ptr::write_bytes(rec, 0, l.bytes);
+            for half in 0..count / 8 {
+                let x8 = w.add(8 * half * w_stride + b * Q4K_X8_BLOCK);
+                for p in 0..32 {
+                    let bits = load256(x8.add(128 + 32 * p));
+                    let word = 16 * (p / 8) + p % 8;
+                    let at = |word: usize| rec.add((word * g + 8 * half) * 4).cast::<__m256i>();
+                    _mm256_storeu_si256(at(word), _mm256_and_si256(bits, m4));
+                    let high = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                    _mm256_storeu_si256(at(word + 8), high);
                 }
-                rec.add(l.d + 4 * i).cast::<f32>().write_unaligned(dec.d);
+                for r in 0..8 {
+                    let mut scale_bytes = [0u8; 16];
+                    for (j, byte) in scale_bytes[..12].iter_mut().enumerate() {
+                        *byte = *x8.add(32 + 8 * j + r);
+                    }
+                    k4_scales_mins(scale_bytes.as_ptr(), &mut dec);
+                    dec.d = read_f16(x8.add(2 * r));
+                    dec.neg_dmin = -read_f16(x8.add(16 + 2 * r));
+                    put_row_meta::<I, Q4K>(rec, 8 * half + r, &dec);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of one Q6_K×8 block (block `b` of 8 rows, `crate::kernels::repack`): the `d`s at 0,
+/// scale `s` of row `r` at `16 + 8s + r`, piece `(h, g)` at `144 + 96 (8h + g)`: three runs
+/// `A0`, `A1`, `B` of 32 bytes, byte `4r + t` of each row `r`'s, holding the levels `q_k` of
+/// elements `128h + 32k + 4g + t` as `A0 = q_0 | (q_2 >> 4) << 6`, `A1 = q_1 | (q_3 >> 4) << 6`,
+/// `B = (q_2 & 15) | (q_3 & 15) << 4`.
+const Q6K_X8_BLOCK: usize = 8 * 210;
+
+/// [`PackType::pack_x8`] for Q6_K: the levels of a piece come out as 4 packed words of 8 rows
+/// each (word `32h + 8k + g`), the scales and `d`s gathered per row.
+#[inline(always)]
+unsafe fn pack_group_q6_k_x8<I: Isa>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    count: usize,
+    out: *mut u8,
+) {
+    let l = layout::<I, Q6K>();
+    let g = I::G;
+    let mut dec = Decoded {
+        q: [0; 256],
+        scales: [0; 16],
+        mins: [0; 16],
+        d: 0.0,
+        neg_dmin: 0.0,
+    };
+    // SAFETY: `count / 8` groups of `nb` x8 blocks behind `w`, `nb` records of `l.bytes` at
+    // `out` (caller); the words stored are `(word · G + 8 · half) · 4 + 32 ≤ 256 · G` bytes
+    // into record `b` (word < 64, 8 · half + 8 ≤ G), the rest by `put_row_meta`.
+    unsafe {
+        let (low4, low6, bits45) = (
+            _mm256_set1_epi8(0x0f),
+            _mm256_set1_epi8(0x3f),
+            _mm256_set1_epi8(0x30),
+        );
+        for b in 0..nb {
+            let rec = out.add(b * l.bytes);
+            std::ptr::write_bytes(rec, 0, l.bytes);
+            for half in 0..count / 8 {
+                let x8 = w.add(8 * half * w_stride + b * Q6K_X8_BLOCK);
+                for h in 0..2 {
+                    for gg in 0..8 {
+                        let piece = x8.add(144 + 96 * (8 * h + gg));
+                        let (a0, a1, bb) = (
+                            load256(piece),
+                            load256(piece.add(32)),
+                            load256(piece.add(64)),
+                        );
+                        // Bits 6..8 of A0/A1 to bits 4..6 (the 16-bit shift's spill from the
+                        // next byte lands in bits 6..8, masked off).
+                        let top = |a: __m256i| _mm256_and_si256(_mm256_srli_epi16::<2>(a), bits45);
+                        let q = [
+                            _mm256_and_si256(a0, low6),
+                            _mm256_and_si256(a1, low6),
+                            _mm256_or_si256(_mm256_and_si256(bb, low4), top(a0)),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(bb), low4),
+                                top(a1),
+                            ),
+                        ];
+                        for (k, v) in q.into_iter().enumerate() {
+                            let word = 32 * h + 8 * k + gg;
+                            _mm256_storeu_si256(rec.add((word * g + 8 * half) * 4).cast(), v);
+                        }
+                    }
+                }
+                for r in 0..8 {
+                    for s in 0..16 {
+                        let sc = i32::from(*x8.add(16 + 8 * s + r) as i8);
+                        dec.scales[s] = sc;
+                        dec.mins[s] = 32 * sc;
+                    }
+                    dec.d = read_f16(x8.add(2 * r));
+                    dec.neg_dmin = -dec.d;
+                    put_row_meta::<I, Q6K>(rec, 8 * half + r, &dec);
+                }
             }
         }
     }
@@ -751,6 +938,56 @@ pub(super) unsafe fn gemm<I: Isa, T: PackType, const R: usize, const C: usize>(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        gemm_from::<I, T, R, C, false>(nb, w, w_stride, rows, a, a_stride, cols, out, out_stride)
+    }
+}
+
+/// As [`gemm`] for rows stored 8 per block (Q4_K×8, Q6_K×8: `crate::kernels::repack`),
+/// packed straight from them ([`PackType::pack_x8`]): the same records, so the same results
+/// bit for bit.
+///
+/// # Safety
+/// As [`gemm`], `T` a type with such a layout. Panics unless `rows` is a multiple of 8 and
+/// `w_stride` is a row's `W_BYTES · nb` (a group of 8 rows is 8 rows' bytes).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn gemm_x8<I: Isa, T: PackType, const R: usize, const C: usize>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    rows: usize,
+    a: *const u8,
+    a_stride: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    assert!(
+        rows.is_multiple_of(8) && w_stride == nb * T::W_BYTES,
+        "x8 tile: {rows} rows of stride {w_stride} are not whole groups of {nb} blocks"
+    );
+    // SAFETY: forwarded contract; whole groups (checked above).
+    unsafe {
+        gemm_from::<I, T, R, C, true>(nb, w, w_stride, rows, a, a_stride, cols, out, out_stride)
+    }
+}
+
+/// The body of [`gemm`] (`X8`: of [`gemm_x8`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn gemm_from<I: Isa, T: PackType, const R: usize, const C: usize, const X8: bool>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    rows: usize,
+    a: *const u8,
+    a_stride: usize,
+    cols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
     let l = layout::<I, T>();
     let g = I::G;
     let groups_max = ROW_SUB / g;
@@ -785,13 +1022,15 @@ pub(super) unsafe fn gemm<I: Isa, T: PackType, const R: usize, const C: usize>(
                 let groups = sub.div_ceil(g);
                 for grp in 0..groups {
                     let count = g.min(sub - grp * g);
-                    pack_group::<I, T>(
-                        nb,
+                    let (from, to) = (
                         w.add((r0 + grp * g) * w_stride),
-                        w_stride,
-                        count,
                         packed.add(grp * nb * l.bytes),
                     );
+                    if X8 {
+                        T::pack_x8::<I>(nb, from, w_stride, count, to);
+                    } else {
+                        pack_group::<I, T>(nb, from, w_stride, count, to);
+                    }
                 }
                 let o = &mut out[r0 * out_stride..];
                 let mut c0 = 0;

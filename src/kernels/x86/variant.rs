@@ -205,6 +205,31 @@ macro_rules! x86_variant {
                     }
                     gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes);
                 };
+                // The packed tiles reading x8 groups (whole groups: they assert).
+                (packed_x8: $name:ident, $inner:ident, $ty:ident, $w_bytes:expr) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $inner(
+                        nb: usize,
+                        w: *const u8,
+                        w_stride: usize,
+                        rows: usize,
+                        a: *const u8,
+                        a_stride: usize,
+                        cols: usize,
+                        out: &mut [f32],
+                        out_stride: usize,
+                    ) {
+                        // SAFETY: forwarded contract (rows × cols rows of whole blocks behind
+                        // the pointers, out holds the tile); features enabled here.
+                        unsafe {
+                            packed::gemm_x8::<$pk, packed::$ty, $pk_r, $pk_c>(
+                                nb, w, w_stride, rows, a, a_stride, cols, out, out_stride,
+                            )
+                        }
+                    }
+                    gemm_tile!(@entry $name, $inner, 256, $w_bytes, 292);
+                };
                 // The float tiles: plain (`float_tile`) or packed (`float_packed`), one body
                 // with its own tile shape.
                 (float_packed: $name:ident, $inner:ident, $elem:ident, $bytes:expr) => {
@@ -278,6 +303,8 @@ macro_rules! x86_variant {
             gemm_tile!(packed: packed_q4_k_q8_k, packed_q4_k_tf, Q4K, 256, 144, 292);
             gemm_tile!(packed: packed_q5_k_q8_k, packed_q5_k_tf, Q5K, 256, 176, 292);
             gemm_tile!(packed: packed_q6_k_q8_k, packed_q6_k_tf, Q6K, 256, 210, 292);
+            gemm_tile!(packed_x8: packed_q4_k_x8_q8_k, packed_q4_k_x8_tf, Q4K, 144);
+            gemm_tile!(packed_x8: packed_q6_k_x8_q8_k, packed_q6_k_x8_tf, Q6K, 210);
             gemm_tile!(float_packed: packed_f16, packed_f16_tf, F16, 2);
             gemm_tile!(float_packed: packed_bf16, packed_bf16_tf, Bf16, 2);
             gemm_tile!(float_packed: packed_f32, packed_f32_tf, F32, 4);
@@ -336,6 +363,8 @@ macro_rules! x86_variant {
                         f32: Some(packed_f32_y),
                         ..base.packed_token_major
                     },
+                    packed_q4_k_x8: Some(packed_q4_k_x8_q8_k),
+                    packed_q6_k_x8: Some(packed_q6_k_x8_q8_k),
                     float_panel_tokens: $fpk_c,
                     act: ActKernels {
                         q8_0: quantize_q8_0,
