@@ -324,25 +324,31 @@ pub(super) fn group_dot(kernels: &Kernels, layout: WeightLayout) -> Option<Group
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::kernels::scalar;
     use crate::quant::{quantize_row, row_bytes};
 
-    fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    /// `x` quantized to `ty` (whole blocks), in ggml's layout.
+    pub(in crate::kernels) fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
         let mut out = vec![0u8; row_bytes(ty, x.len()).unwrap()];
         quantize_row(ty, x, &mut out).unwrap();
         out
     }
 
-    fn q4_k_matrix(rows: usize, k: usize, seed: u32) -> Vec<u8> {
+    /// A `rows × k` matrix of `ty` from hashed values in [-0.5, 0.5), in ggml's layout.
+    pub(in crate::kernels) fn matrix(ty: GgmlType, rows: usize, k: usize, seed: u32) -> Vec<u8> {
         let x: Vec<f32> = (0..rows * k)
             .map(|i| {
                 let h = (i as u32).wrapping_mul(2_654_435_761) ^ seed;
                 h as f32 / u32::MAX as f32 - 0.5
             })
             .collect();
-        quantized(GgmlType::Q4_K, &x)
+        quantized(ty, &x)
+    }
+
+    fn q4_k_matrix(rows: usize, k: usize, seed: u32) -> Vec<u8> {
+        matrix(GgmlType::Q4_K, rows, k, seed)
     }
 
     /// The runs the repacking copies put every byte of a block where the byte table says.

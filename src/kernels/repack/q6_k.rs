@@ -190,24 +190,12 @@ const _: () = assert!(PIECES_AT + 16 * PIECE_BYTES == Q6K_X8_BLOCK_BYTES);
 mod tests {
     use super::*;
     use crate::GgmlType;
+    use crate::kernels::repack::tests::{matrix, quantized};
     use crate::kernels::repack::{WeightLayout, repack_in_place, unpack_rows};
     use crate::kernels::{KernelError, QuantMatrix};
-    use crate::quant::{quantize_row, row_bytes};
-
-    fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
-        let mut out = vec![0u8; row_bytes(ty, x.len()).unwrap()];
-        quantize_row(ty, x, &mut out).unwrap();
-        out
-    }
 
     fn q6_k_matrix(rows: usize, k: usize, seed: u32) -> Vec<u8> {
-        let x: Vec<f32> = (0..rows * k)
-            .map(|i| {
-                let h = (i as u32).wrapping_mul(2_654_435_761) ^ seed;
-                h as f32 / u32::MAX as f32 - 0.5
-            })
-            .collect();
-        quantized(GgmlType::Q6_K, &x)
+        matrix(GgmlType::Q6_K, rows, k, seed)
     }
 
     #[test]

@@ -297,3 +297,31 @@ pub(super) unsafe fn dpwssd_ymm(acc: __m256i, a: __m256i, b: __m256i) -> __m256i
     }
     acc
 }
+
+/// Checks the lengths a group dot ([`crate::kernels::GroupDotFn`]) is given, for x8 blocks of
+/// `x8_block_bytes` (8 rows × 256 elements) and prepared activation blocks of
+/// `act_block_bytes`, and returns `(nb, groups)`; panics naming `what` otherwise.
+pub(super) fn check_group_dot(
+    what: &str,
+    k: usize,
+    w: &[u8],
+    a: &[u8],
+    out: &[f32],
+    x8_block_bytes: usize,
+    act_block_bytes: usize,
+) -> (usize, usize) {
+    let (nb, groups) = (k / 256, out.len() / 8);
+    assert!(
+        k.is_multiple_of(256)
+            && out.len().is_multiple_of(8)
+            && w.len() >= groups * nb * x8_block_bytes
+            && a.len() >= nb * act_block_bytes,
+        "{what}: {} rows of {k} elements need whole blocks and groups, {} + {} bytes (got {} + {})",
+        out.len(),
+        groups * nb * x8_block_bytes,
+        nb * act_block_bytes,
+        w.len(),
+        a.len()
+    );
+    (nb, groups)
+}

@@ -202,24 +202,6 @@ unsafe fn all_groups<const VNNI: bool>(
     }
 }
 
-/// Checks a group dot's lengths and returns `(nb, groups)`.
-fn check_group_dot(what: &str, k: usize, w: &[u8], a: &[u8], out: &[f32]) -> (usize, usize) {
-    let (nb, groups) = (k / 256, out.len() / 8);
-    assert!(
-        k.is_multiple_of(256)
-            && out.len().is_multiple_of(8)
-            && w.len() >= groups * nb * X8_BLOCK_BYTES
-            && a.len() >= nb * ACT_BLOCK_BYTES,
-        "{what}: {} rows of {k} elements need whole blocks and groups, {} + {} bytes (got {} + {})",
-        out.len(),
-        groups * nb * X8_BLOCK_BYTES,
-        nb * ACT_BLOCK_BYTES,
-        w.len(),
-        a.len()
-    );
-    (nb, groups)
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn groups_avx2(nb: usize, groups: usize, w: *const u8, a: *const u8, out: *mut f32) {
     // SAFETY: forwarded contract; the features are enabled on this function.
@@ -234,7 +216,15 @@ unsafe fn groups_vnni(nb: usize, groups: usize, w: *const u8, a: *const u8, out:
 
 /// The AVX2 group dot ([`crate::kernels::GroupDotFn`]); checks the lengths.
 fn dot_avx2(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
-    let (nb, groups) = check_group_dot("q6_k_x8 avx2", k, w, a, out);
+    let (nb, groups) = check_group_dot(
+        "q6_k_x8 avx2",
+        k,
+        w,
+        a,
+        out,
+        X8_BLOCK_BYTES,
+        ACT_BLOCK_BYTES,
+    );
     // SAFETY: only reachable through a kernel table built after detecting AVX2 + FMA + F16C
     // (`avx2::kernels`, `avx512::kernels`); the lengths were checked above.
     unsafe { groups_avx2(nb, groups, w.as_ptr(), a.as_ptr(), out.as_mut_ptr()) }
@@ -242,7 +232,15 @@ fn dot_avx2(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
 
 /// The AVX-512 VNNI group dot ([`crate::kernels::GroupDotFn`]); checks the lengths.
 fn dot_vnni(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
-    let (nb, groups) = check_group_dot("q6_k_x8 vnni", k, w, a, out);
+    let (nb, groups) = check_group_dot(
+        "q6_k_x8 vnni",
+        k,
+        w,
+        a,
+        out,
+        X8_BLOCK_BYTES,
+        ACT_BLOCK_BYTES,
+    );
     // SAFETY: only reachable through the AVX-512 table, built after detecting AVX-512 F/BW/VL
     // and (for this entry) VNNI (`avx512::kernels`); the lengths were checked above.
     unsafe { groups_vnni(nb, groups, w.as_ptr(), a.as_ptr(), out.as_mut_ptr()) }
