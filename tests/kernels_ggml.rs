@@ -380,8 +380,7 @@ fn group_dots_on_repacked_layouts_match_ggml_per_row() {
                         )
                     };
                     let row_bytes = w.len() / rows;
-                    let mut packed = w.clone();
-                    repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
+                    let packed = repacked(w_type, layout, rows, k, &w);
                     for (name, dot) in &dots {
                         let mut prepared = vec![0xa5u8; (dot.prepared_bytes)(k)];
                         (dot.prepare)(k, &a, &mut prepared);

@@ -730,8 +730,7 @@ fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayou
             .map(|v| v * 0.02)
             .collect();
         let ggml = quantize(w_type, &wf);
-        let mut packed = ggml.clone();
-        repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
+        let packed = repacked(w_type, layout, rows, k, &ggml);
         let plain = QuantMatrix::new(w_type, rows, k, &ggml).unwrap();
         let repacked = QuantMatrix::with_layout(w_type, rows, k, layout, &packed).unwrap();
         for kernels in tiers() {
@@ -812,8 +811,7 @@ fn repacked_matrix_matches_at_many_tokens(
         .map(|v| v * 0.02)
         .collect();
     let ggml = quantize(w_type, &wf);
-    let mut packed = ggml.clone();
-    repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
+    let packed = repacked(w_type, layout, rows, k, &ggml);
     let plain = QuantMatrix::new(w_type, rows, k, &ggml).unwrap();
     let repacked = QuantMatrix::with_layout(w_type, rows, k, layout, &packed).unwrap();
     for kernels in tiers() {
@@ -993,8 +991,7 @@ fn q6_k_group_dots_at_the_ends_of_the_ranges_match_scalar() {
             a.extend_from_slice(&sum.to_le_bytes());
         }
     }
-    let mut packed = w.clone();
-    repack::repack_in_place(w_type, layout, rows, k, &mut packed).unwrap();
+    let packed = repacked(w_type, layout, rows, k, &w);
     let row_bytes = w.len() / rows;
     for kernels in tiers() {
         let dot = kernels

@@ -286,18 +286,28 @@ pub fn tier_dots(
     out
 }
 
+/// `ggml` (`rows` rows of `k` `w_type` elements in ggml's layout) repacked to `layout`.
+pub fn repacked(
+    w_type: GgmlType,
+    layout: llava::kernels::WeightLayout,
+    rows: usize,
+    k: usize,
+    ggml: &[u8],
+) -> Vec<u8> {
+    let mut packed = ggml.to_vec();
+    llava::kernels::repack::repack_in_place(w_type, layout, rows, k, &mut packed).expect("repack");
+    packed
+}
+
 /// `ggml` (`rows` Q4_K rows of `k` in ggml's layout) repacked to Q4_K×8.
 pub fn repacked_q4_k(rows: usize, k: usize, ggml: &[u8]) -> Vec<u8> {
-    let mut packed = ggml.to_vec();
-    llava::kernels::repack::repack_in_place(
+    repacked(
         GgmlType::Q4_K,
         llava::kernels::WeightLayout::Q4KX8,
         rows,
         k,
-        &mut packed,
+        ggml,
     )
-    .expect("repack");
-    packed
 }
 
 /// A group dot ([`llava::kernels::GroupDot`]) of the repacked rows `packed` (`rows`, a

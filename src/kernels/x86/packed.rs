@@ -244,6 +244,17 @@ pub(super) struct Decoded {
     pub neg_dmin: f32,
 }
 
+impl Decoded {
+    /// All zeros: the buffer a packing loop decodes each block into.
+    pub(super) const EMPTY: Decoded = Decoded {
+        q: [0; 256],
+        scales: [0; 16],
+        mins: [0; 16],
+        d: 0.0,
+        neg_dmin: 0.0,
+    };
+}
+
 /// A weight type the packed tiles serve.
 pub(super) trait PackType {
     /// Elements per block (256 for the K-quants, 32 for the legacy types).
@@ -546,13 +557,7 @@ unsafe fn pack_group<I: Isa, T: PackType>(
     out: *mut u8,
 ) {
     let l = layout::<I, T>();
-    let mut dec = Decoded {
-        q: [0; 256],
-        scales: [0; 16],
-        mins: [0; 16],
-        d: 0.0,
-        neg_dmin: 0.0,
-    };
+    let mut dec = Decoded::EMPTY;
     let g = I::G;
     // SAFETY: `count` rows of `nb` blocks behind `w`, `nb` records of `l.bytes` at `out`
     // (caller); every write below is inside record `b`.
@@ -607,7 +612,7 @@ unsafe fn put_row_meta<I: Isa, T: PackType>(rec: *mut u8, i: usize, dec: &Decode
 /// Bytes of one Q4_K×8 block (block `b` of 8 rows, `crate::kernels::repack`): the `d`s at 0,
 /// the `dmin`s at 16, scale byte `j` of row `r` at `32 + 8j + r`, nibble piece `p` (ggml's
 /// `qs[4p..4p + 4]`) of row `r` at `128 + 32p + 4r`.
-const Q4K_X8_BLOCK: usize = 8 * 144;
+const Q4K_X8_BLOCK: usize = crate::kernels::repack::Q4K_X8_BLOCK_BYTES;
 
 /// [`PackType::pack_x8`] for Q4_K: the x8 blocks' nibble pieces already hold the same 4
 /// bytes of 8 rows side by side, so a piece's low nibbles are word `16(p / 8) + p % 8` of
@@ -622,13 +627,7 @@ unsafe fn pack_group_q4_k_x8<I: Isa>(
 ) {
     let l = layout::<I, Q4K>();
     let g = I::G;
-    let mut dec = Decoded {
-        q: [0; 256],
-        scales: [0; 16],
-        mins: [0; 16],
-        d: 0.0,
-        neg_dmin: 0.0,
-    };
+    let mut dec = Decoded::EMPTY;
     // SAFETY: `count / 8` groups of `nb` x8 blocks behind `w`, `nb` records of `l.bytes` at
     // `out` (caller); the words stored are `(word · G + 8 · half) · 4 + 32 ≤ 256 · G` bytes
     // into record `b` (word < 64, 8 · half + 8 ≤ G), the rest by `put_row_meta`.
@@ -667,7 +666,7 @@ unsafe fn pack_group_q4_k_x8<I: Isa>(
 /// `A0`, `A1`, `B` of 32 bytes, byte `4r + t` of each row `r`'s, holding the levels `q_k` of
 /// elements `128h + 32k + 4g + t` as `A0 = q_0 | (q_2 >> 4) << 6`, `A1 = q_1 | (q_3 >> 4) << 6`,
 /// `B = (q_2 & 15) | (q_3 & 15) << 4`.
-const Q6K_X8_BLOCK: usize = 8 * 210;
+const Q6K_X8_BLOCK: usize = crate::kernels::repack::Q6K_X8_BLOCK_BYTES;
 
 /// [`PackType::pack_x8`] for Q6_K: the levels of a piece come out as 4 packed words of 8 rows
 /// each (word `32h + 8k + g`), the scales and `d`s gathered per row.
@@ -681,13 +680,7 @@ unsafe fn pack_group_q6_k_x8<I: Isa>(
 ) {
     let l = layout::<I, Q6K>();
     let g = I::G;
-    let mut dec = Decoded {
-        q: [0; 256],
-        scales: [0; 16],
-        mins: [0; 16],
-        d: 0.0,
-        neg_dmin: 0.0,
-    };
+    let mut dec = Decoded::EMPTY;
     // SAFETY: `count / 8` groups of `nb` x8 blocks behind `w`, `nb` records of `l.bytes` at
     // `out` (caller); the words stored are `(word · G + 8 · half) · 4 + 32 ≤ 256 · G` bytes
     // into record `b` (word < 64, 8 · half + 8 ≤ G), the rest by `put_row_meta`.
