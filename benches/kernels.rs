@@ -13,6 +13,9 @@
 //! `cargo bench --bench kernels -- --dram-paired` times the n = 1 DRAM cases and the bandwidth
 //! probe interleaved, round by round, and prints their ratios (see [`dram_paired`]);
 //! `-- --n1-paired` does the same for ours against ggml at n = 1 (see [`n1_paired`]).
+//! `matmul_small_n_ours` / `matmul_small_n_one_by_one` sweep n = 2..12 on Q4_K and Q6_K
+//! 4096×4096 at one thread, as one matmul or as n one-token matmuls.
+//! `LLAVA_BENCH_TYPES` may also name Q2_K and Q3_K (not in the default set).
 //! Our matmuls run on the weight layout the tier prefers (`kernels::repack`: Q4_K repacked
 //! to Q4_K×8 on the x86 tiers, as the model loader does), ggml's on ggml's bytes;
 //! `LLAVA_BENCH_GGML_LAYOUT=1` runs ours on ggml's layout too (the path before repacking),
@@ -205,12 +208,17 @@ fn tiers() -> Vec<Tier> {
     }
 }
 
-/// The weight types to run: `LLAVA_BENCH_TYPES` (comma-separated, e.g. `Q4_K,F16`) if set,
-/// else all of [`TYPES`].
+/// Types run only when `LLAVA_BENCH_TYPES` names them (kernels without a place in the default
+/// set, measured when they change).
+const NAMED_ONLY_TYPES: [GgmlType; 2] = [GgmlType::Q2_K, GgmlType::Q3_K];
+
+/// The weight types to run: `LLAVA_BENCH_TYPES` (comma-separated, e.g. `Q4_K,F16`; also any
+/// of [`NAMED_ONLY_TYPES`]) if set, else all of [`TYPES`].
 fn types() -> Vec<GgmlType> {
     match std::env::var("LLAVA_BENCH_TYPES") {
         Ok(names) => TYPES
             .into_iter()
+            .chain(NAMED_ONLY_TYPES)
             .filter(|t| names.split(',').any(|n| n.trim() == t.to_string()))
             .collect(),
         Err(_) => TYPES.to_vec(),
@@ -262,6 +270,12 @@ fn ggml_cases(n: usize) -> Vec<Case> {
 }
 
 fn run_ours(bencher: Bencher, case: &Case) {
+    run_ours_tokens(bencher, case, false);
+}
+
+/// [`run_ours`]; with `one_by_one`, the case's `n` tokens as `n` matmuls of one token (the
+/// n = 1 path for each) instead of one matmul of `n`.
+fn run_ours_tokens(bencher: Bencher, case: &Case, one_by_one: bool) {
     let mut kernels = *Kernels::for_tier(case.tier).expect("supported tier");
     if case.no_tile {
         match case.ty {
@@ -290,8 +304,16 @@ fn run_ours(bencher: Bencher, case: &Case) {
     let mut y = vec![0f32; case.n * case.rows];
     let pool = pool(case.threads);
     bencher.counter(BytesCount::new(w.len())).bench_local(|| {
-        pool.install(|| matmul(kernels, &matrix, &x, case.n, &mut y))
-            .expect("matmul");
+        if one_by_one {
+            let tokens = x.chunks_exact(case.k).zip(y.chunks_exact_mut(case.rows));
+            for (x, y) in tokens {
+                pool.install(|| matmul(kernels, &matrix, x, 1, y))
+                    .expect("matmul");
+            }
+        } else {
+            pool.install(|| matmul(kernels, &matrix, &x, case.n, &mut y))
+                .expect("matmul");
+        }
     });
 }
 
@@ -423,6 +445,46 @@ fn matmul_n512_ggml(bencher: Bencher, case: &Case) {
 #[divan::bench(args = cases(16), sample_count = 10, sample_size = 4)]
 fn matmul_n16_ours(bencher: Bencher, case: &Case) {
     run_ours(bencher, case);
+}
+
+/// Few tokens (n = 2..12) on the types the x86 tiers repack (Q4_K, Q6_K; of those
+/// `LLAVA_BENCH_TYPES` names), 4096×4096, one thread: where the n > 1 path of a repacked
+/// matrix changes (`kernels::gemm::PACKED_MIN_TOKENS`) and what it costs beside
+/// [`matmul_small_n_one_by_one`].
+#[divan::bench(args = small_n_cases(), sample_count = 10, sample_size = 4)]
+fn matmul_small_n_ours(bencher: Bencher, case: &Case) {
+    run_ours(bencher, case);
+}
+
+/// The cases of [`matmul_small_n_ours`] as `n` matmuls of one token each (the group dots of a
+/// repacked matrix, token by token).
+#[divan::bench(args = small_n_cases(), sample_count = 10, sample_size = 4)]
+fn matmul_small_n_one_by_one(bencher: Bencher, case: &Case) {
+    run_ours_tokens(bencher, case, true);
+}
+
+fn small_n_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for tier in tiers() {
+        for ty in types() {
+            if !matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) {
+                continue;
+            }
+            for n in [2, 3, 4, 6, 8, 12] {
+                out.push(Case {
+                    ty,
+                    rows: 4096,
+                    k: 4096,
+                    n,
+                    threads: 1,
+                    tier,
+                    ggml: false,
+                    no_tile: false,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Unpacking a Q4_K×8 matrix (4096×4096) back to ggml's layout, as n > 1 matmuls do chunk by
