@@ -14,8 +14,9 @@
 //!   times their value: one operation fewer per piece, divided back exactly per block), one
 //!   `vpmulld` per sub-block with its scales as i32.
 //!
-//! One group per pass (several share the activation loads but read interleaved streams, which
-//! lost from memory: `PASS_*`).
+//! One group per pass: several groups per pass, sharing each activation broadcast, ran faster
+//! in L1/L2 but read interleaved streams, and the decode loop's projections beyond the L3 then
+//! took 4.4–4.7 ms one thread against 2.7–2.8 ms one group at a time.
 //!
 //! The mins term takes the 8 prepared sub-block sums of the activations (two Q8_K `bsums`
 //! each): `vpmaddwd` of (min[2t][r], min[2t+1][r]) with (sum[2t], sum[2t+1]).
@@ -143,18 +144,12 @@ unsafe fn mins_dot<const VNNI: bool>(mins: [__m256i; 2], sums: *const u8) -> __m
     }
 }
 
-/// `G` groups of 8 rows (`group_bytes` apart from `w`) with one prepared activation row:
-/// `out[8 gi + r]`. Each activation broadcast serves the `G` groups.
+/// One group of 8 rows (`nb` x8 blocks at `w`) with one prepared activation row, into
+/// `out[0..8]`.
 #[inline(always)]
-unsafe fn groups_pass<const VNNI: bool, const G: usize>(
-    nb: usize,
-    w: *const u8,
-    group_bytes: usize,
-    a: *const u8,
-    out: *mut f32,
-) {
-    // SAFETY: `G` groups of `nb` x8 blocks at `w`, `nb` prepared blocks at `a`, `8 G` floats
-    // at `out` (caller); the controls are read whole.
+unsafe fn group<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8, out: *mut f32) {
+    // SAFETY: `nb` x8 blocks at `w`, `nb` prepared blocks at `a`, 8 floats at `out` (caller);
+    // the controls are read whole.
     unsafe {
         let m4 = _mm256_set1_epi8(0x0f);
         let mf0 = _mm256_set1_epi8(0xf0u8 as i8);
@@ -162,127 +157,96 @@ unsafe fn groups_pass<const VNNI: bool, const G: usize>(
             load256(DUP_PAIRS[0].as_ptr().cast()),
             load256(DUP_PAIRS[1].as_ptr().cast()),
         ];
-        let mut acc = [_mm256_setzero_ps(); G];
-        let mut acc_m = [_mm256_setzero_ps(); G];
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm256_setzero_ps();
         for i in 0..nb {
             let ab = a.add(ACT_BLOCK_BYTES * i);
-            let blocks: [*const u8; G] =
-                std::array::from_fn(|gi| w.add(gi * group_bytes + X8_BLOCK_BYTES * i));
+            let b = w.add(X8_BLOCK_BYTES * i);
             let yd = _mm256_set1_ps(read_f32(ab.add(ACT_D_AT)));
-            let mut sc = [[_mm256_setzero_si256(); 2]; G];
-            let mut msum = [_mm256_setzero_si256(); G];
-            for gi in 0..G {
-                let (s, m) = scales_mins(blocks[gi]);
-                sc[gi] = s;
-                msum[gi] = mins_dot::<VNNI>(m, ab.add(SUMS_AT));
-            }
-            let mut isum = [_mm256_setzero_si256(); G];
+            let (sc, mins) = scales_mins(b);
+            let msum = mins_dot::<VNNI>(mins, ab.add(SUMS_AT));
+            let mut isum = _mm256_setzero_si256();
             // VNNI: the high nibbles' sums, 16 times their value.
-            let mut isum16 = [_mm256_setzero_si256(); G];
+            let mut isum16 = _mm256_setzero_si256();
             for j in 0..4 {
-                let mut lo = [_mm256_setzero_si256(); G];
-                let mut hi = [_mm256_setzero_si256(); G];
+                let mut lo = _mm256_setzero_si256();
+                let mut hi = _mm256_setzero_si256();
                 // VNNI: odd pieces into their own accumulators (chains of 4 `vpdpbusd`, whose
                 // latency bound chains of 8).
-                let mut lo_odd = [_mm256_setzero_si256(); G];
-                let mut hi_odd = [_mm256_setzero_si256(); G];
+                let mut lo_odd = _mm256_setzero_si256();
+                let mut hi_odd = _mm256_setzero_si256();
                 for p in 0..8 {
                     let yl = _mm256_set1_epi32(read_u32(ab.add(64 * j + 4 * p)) as i32);
                     let yh = _mm256_set1_epi32(read_u32(ab.add(64 * j + 32 + 4 * p)) as i32);
-                    for gi in 0..G {
-                        let q = load256(blocks[gi].add(QS_AT + 256 * j + 32 * p));
-                        if VNNI {
-                            let (l, h) = if p % 2 == 0 {
-                                (&mut lo[gi], &mut hi[gi])
-                            } else {
-                                (&mut lo_odd[gi], &mut hi_odd[gi])
-                            };
-                            *l = _mm256_dpbusd_epi32(*l, _mm256_and_si256(q, m4), yl);
-                            *h = _mm256_dpbusd_epi32(*h, _mm256_and_si256(q, mf0), yh);
+                    let q = load256(b.add(QS_AT + 256 * j + 32 * p));
+                    if VNNI {
+                        let (l, h) = if p % 2 == 0 {
+                            (&mut lo, &mut hi)
                         } else {
-                            let ql = _mm256_and_si256(q, m4);
-                            let qh = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-                            lo[gi] = _mm256_add_epi16(lo[gi], _mm256_maddubs_epi16(ql, yl));
-                            hi[gi] = _mm256_add_epi16(hi[gi], _mm256_maddubs_epi16(qh, yh));
-                        }
+                            (&mut lo_odd, &mut hi_odd)
+                        };
+                        *l = _mm256_dpbusd_epi32(*l, _mm256_and_si256(q, m4), yl);
+                        *h = _mm256_dpbusd_epi32(*h, _mm256_and_si256(q, mf0), yh);
+                    } else {
+                        let ql = _mm256_and_si256(q, m4);
+                        let qh = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                        lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(ql, yl));
+                        hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(qh, yh));
                     }
                 }
                 // Sub-blocks 2j (low nibbles) and 2j + 1: bytes 16 (j % 2).. of register
                 // sc[j / 2]'s lanes, (j % 2) == 0 the low lane.
-                for gi in 0..G {
-                    let reg = sc[gi][j / 2];
-                    if VNNI {
-                        lo[gi] = _mm256_add_epi32(lo[gi], lo_odd[gi]);
-                        hi[gi] = _mm256_add_epi32(hi[gi], hi_odd[gi]);
-                        let lane = if j % 2 == 0 {
-                            _mm256_castsi256_si128(reg)
-                        } else {
-                            _mm256_extracti128_si256::<1>(reg)
-                        };
-                        let s_lo = _mm256_cvtepu8_epi32(lane);
-                        let s_hi = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lane, lane));
-                        isum[gi] = _mm256_add_epi32(isum[gi], _mm256_mullo_epi32(lo[gi], s_lo));
-                        isum16[gi] = _mm256_add_epi32(isum16[gi], _mm256_mullo_epi32(hi[gi], s_hi));
-                    } else {
-                        let both = if j % 2 == 0 {
-                            _mm256_permute2x128_si256::<0x00>(reg, reg)
-                        } else {
-                            _mm256_permute2x128_si256::<0x11>(reg, reg)
-                        };
-                        let s_lo = _mm256_shuffle_epi8(both, dup[0]);
-                        let s_hi = _mm256_shuffle_epi8(both, dup[1]);
-                        isum[gi] = _mm256_add_epi32(isum[gi], _mm256_madd_epi16(lo[gi], s_lo));
-                        isum[gi] = _mm256_add_epi32(isum[gi], _mm256_madd_epi16(hi[gi], s_hi));
-                    }
-                }
-            }
-            for gi in 0..G {
-                let b = blocks[gi];
+                let reg = sc[j / 2];
                 if VNNI {
-                    // Exact: every term of isum16 is a multiple of 16.
-                    isum[gi] = _mm256_add_epi32(isum[gi], _mm256_srai_epi32::<4>(isum16[gi]));
+                    lo = _mm256_add_epi32(lo, lo_odd);
+                    hi = _mm256_add_epi32(hi, hi_odd);
+                    let lane = if j % 2 == 0 {
+                        _mm256_castsi256_si128(reg)
+                    } else {
+                        _mm256_extracti128_si256::<1>(reg)
+                    };
+                    let s_lo = _mm256_cvtepu8_epi32(lane);
+                    let s_hi = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lane, lane));
+                    isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(lo, s_lo));
+                    isum16 = _mm256_add_epi32(isum16, _mm256_mullo_epi32(hi, s_hi));
+                } else {
+                    let both = if j % 2 == 0 {
+                        _mm256_permute2x128_si256::<0x00>(reg, reg)
+                    } else {
+                        _mm256_permute2x128_si256::<0x11>(reg, reg)
+                    };
+                    let s_lo = _mm256_shuffle_epi8(both, dup[0]);
+                    let s_hi = _mm256_shuffle_epi8(both, dup[1]);
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(lo, s_lo));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(hi, s_hi));
                 }
-                let d = _mm256_mul_ps(_mm256_cvtph_ps(load128(b)), yd);
-                let dmin = _mm256_mul_ps(_mm256_cvtph_ps(load128(b.add(DMIN_AT))), yd);
-                acc[gi] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[gi]), acc[gi]);
-                acc_m[gi] = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(msum[gi]), acc_m[gi]);
             }
+            if VNNI {
+                // Exact: every term of isum16 is a multiple of 16.
+                isum = _mm256_add_epi32(isum, _mm256_srai_epi32::<4>(isum16));
+            }
+            let d = _mm256_mul_ps(_mm256_cvtph_ps(load128(b)), yd);
+            let dmin = _mm256_mul_ps(_mm256_cvtph_ps(load128(b.add(DMIN_AT))), yd);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+            acc_m = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(msum), acc_m);
         }
-        for gi in 0..G {
-            _mm256_storeu_ps(out.add(8 * gi), _mm256_sub_ps(acc[gi], acc_m[gi]));
-        }
+        _mm256_storeu_ps(out, _mm256_sub_ps(acc, acc_m));
     }
 }
 
-/// Groups per pass: 1. Several groups per pass share each activation broadcast and ran faster
-/// in L1/L2 (per 4096-element row: AVX2 4 groups 45 ns against 48 for 2, VNNI 2 groups 38
-/// against 40 for 1; VNNI 4 spilled, 3.5× slower), but they read `G` interleaved streams, and
-/// the decode loop's projections (`decode_projections`, 4096×4096 ×3 and 11008×4096 ×2, beyond
-/// the L3) then took 4.4–4.7 ms one thread against 2.7–2.8 ms one group at a time (ggml's
-/// layout 3.2). The bodies keep `G` for that comparison.
-const PASS_AVX2: usize = 1;
-const PASS_VNNI: usize = 1;
-
-/// All `groups` groups at `w`, `PASS` per pass, then the remainder one by one.
+/// All `groups` groups at `w`, one after the other.
 #[inline(always)]
-unsafe fn all_groups<const VNNI: bool, const PASS: usize>(
+unsafe fn all_groups<const VNNI: bool>(
     nb: usize,
     groups: usize,
     w: *const u8,
     a: *const u8,
     out: *mut f32,
 ) {
-    // SAFETY: forwarded contract; every pass stays within the `groups` groups.
+    // SAFETY: forwarded contract; group g is within the `groups` groups.
     unsafe {
-        let group_bytes = nb * X8_BLOCK_BYTES;
-        let mut g = 0;
-        while g + PASS <= groups {
-            groups_pass::<VNNI, PASS>(nb, w.add(g * group_bytes), group_bytes, a, out.add(8 * g));
-            g += PASS;
-        }
-        while g < groups {
-            groups_pass::<VNNI, 1>(nb, w.add(g * group_bytes), group_bytes, a, out.add(8 * g));
-            g += 1;
+        for g in 0..groups {
+            group::<VNNI>(nb, w.add(g * nb * X8_BLOCK_BYTES), a, out.add(8 * g));
         }
     }
 }
@@ -290,13 +254,13 @@ unsafe fn all_groups<const VNNI: bool, const PASS: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn groups_avx2(nb: usize, groups: usize, w: *const u8, a: *const u8, out: *mut f32) {
     // SAFETY: forwarded contract; the features are enabled on this function.
-    unsafe { all_groups::<false, PASS_AVX2>(nb, groups, w, a, out) }
+    unsafe { all_groups::<false>(nb, groups, w, a, out) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn groups_vnni(nb: usize, groups: usize, w: *const u8, a: *const u8, out: *mut f32) {
     // SAFETY: forwarded contract; the features are enabled on this function.
-    unsafe { all_groups::<true, PASS_VNNI>(nb, groups, w, a, out) }
+    unsafe { all_groups::<true>(nb, groups, w, a, out) }
 }
 
 /// The AVX2 group dot (AVX2 + FMA + F16C); safe entry: checks the lengths.
