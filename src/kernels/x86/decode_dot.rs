@@ -5,7 +5,8 @@
 //! Q4_0 and Q8_0: eight blocks per step, reduced to one lane per block, the activations in the
 //! matching order (see below); one driver (`over_octets`) runs either body (`OctetBody`),
 //! on one row or on `R` rows at once sharing each activation load (Q8_0's several-row dot,
-//! 4 rows from 4 contiguous parts of the task, as F16's).
+//! 4 rows from 4 contiguous parts of the task, as F16's: one driver, `row_groups`, takes
+//! both several-row bodies, `RowsBody`).
 //! Q4_K: the mins' activation sums per sub-block and the f32 scale prepared; on the VNNI tier
 //! also one sub-block per 128-bit lane, so that two quant registers share their scales.
 //! F16: the activation row as it is (an f32 row saved no time, see below), dotted with
@@ -236,12 +237,32 @@ unsafe fn one_row<B: OctetBody>(body: B, nb: usize, w: *const u8, a: *const u8) 
     out
 }
 
-/// `out.len()` consecutive rows of `nb` blocks (`row_bytes` apart), `R` at a time taken from
-/// `R` equal contiguous parts of them (as `float16_row_groups`), the rest one by one.
+/// `R` rows of one layout at a time, sharing each activation load: the body [`row_groups`]
+/// runs. A trait, not a closure, as [`OctetBody`].
+trait RowsBody: Copy {
+    /// `R` rows (`stride` bytes apart from `w`) · the prepared activations at `a`, into
+    /// `out[r * out_stride]`.
+    ///
+    /// # Safety
+    /// `R` whole rows at `w + r * stride`, the prepared row at `a`, a writable float at every
+    /// `out + r * out_stride`; the caller holds the body's features.
+    unsafe fn rows<const R: usize>(
+        self,
+        w: *const u8,
+        stride: usize,
+        a: *const u8,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+
+/// `out.len()` consecutive rows (`row_bytes` apart), `R` at a time taken from `R` equal
+/// contiguous parts of them (rows `i`, `i + q`, `i + 2q`, … for `q = rows / R`), the rest one
+/// by one: `R` long sequential streams, which the hardware prefetchers follow, where `R`
+/// adjacent rows (a new 8 KiB stream each at k = 4096) ran slower than one row at a time.
 #[inline(always)]
-unsafe fn octet_row_groups<B: OctetBody, const R: usize>(
+unsafe fn row_groups<B: RowsBody, const R: usize>(
     body: B,
-    nb: usize,
     w: *const u8,
     row_bytes: usize,
     a: *const u8,
@@ -254,12 +275,33 @@ unsafe fn octet_row_groups<B: OctetBody, const R: usize>(
     // `i < q`, `r < R` and the rest from `R q` are below `rows`.
     unsafe {
         for i in 0..q {
-            let (wi, oi) = (w.add(i * row_bytes), out.add(i));
-            over_octets::<B, R>(body, nb, wi, q * row_bytes, a, oi, q);
+            body.rows::<R>(w.add(i * row_bytes), q * row_bytes, a, out.add(i), q);
         }
         for r in R * q..rows {
-            over_octets::<B, 1>(body, nb, w.add(r * row_bytes), 0, a, out.add(r), 0);
+            body.rows::<1>(w.add(r * row_bytes), 0, a, out.add(r), 0);
         }
+    }
+}
+
+/// An octet layout's rows of `nb` blocks ([`over_octets`]) as a [`RowsBody`].
+#[derive(Clone, Copy)]
+struct OctetRows<B> {
+    body: B,
+    nb: usize,
+}
+
+impl<B: OctetBody> RowsBody for OctetRows<B> {
+    #[inline(always)]
+    unsafe fn rows<const R: usize>(
+        self,
+        w: *const u8,
+        stride: usize,
+        a: *const u8,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        // SAFETY: forwarded contract: `nb` blocks per row, their octets at `a`.
+        unsafe { over_octets::<B, R>(self.body, self.nb, w, stride, a, out, out_stride) }
     }
 }
 
@@ -375,7 +417,7 @@ unsafe fn q8_0_octets<const VNNI: bool>(nb: usize, w: *const u8, a: *const u8) -
     }
 }
 
-/// Q8_0 weights · the octet layout, [`Q8_0_ROWS`] rows at a time (see [`octet_row_groups`]).
+/// Q8_0 weights · the octet layout, [`Q8_0_ROWS`] rows at a time (see [`row_groups`]).
 #[inline(always)]
 unsafe fn q8_0_octet_rows<const VNNI: bool>(
     nb: usize,
@@ -389,7 +431,7 @@ unsafe fn q8_0_octet_rows<const VNNI: bool>(
         let body = Q8_0Octet::<VNNI> {
             ones: _mm256_set1_epi16(1),
         };
-        octet_row_groups::<_, Q8_0_ROWS>(body, nb, w, row_bytes, a, out)
+        row_groups::<_, Q8_0_ROWS>(OctetRows { body, nb }, w, row_bytes, a, out)
     }
 }
 
@@ -816,30 +858,24 @@ unsafe fn float16_one(n: usize, w: *const u8, a: *const u8) -> f32 {
     out
 }
 
-/// `out.len()` consecutive F16 rows (`row_bytes` apart), `R` at a time taken from `R` equal
-/// contiguous parts of them (rows `i`, `i + q`, `i + 2q`, … for `q = rows / R`), the rest one
-/// by one: `R` long sequential streams, which the hardware prefetchers follow, where `R`
-/// adjacent rows (a new 8 KiB stream each at k = 4096) ran slower than one row at a time.
-#[inline(always)]
-unsafe fn float16_row_groups<const R: usize>(
+/// F16 rows of `n` elements ([`float16_rows`]) as a [`RowsBody`].
+#[derive(Clone, Copy)]
+struct Float16Rows {
     n: usize,
-    w: *const u8,
-    row_bytes: usize,
-    a: *const u8,
-    out: &mut [f32],
-) {
-    let rows = out.len();
-    let q = rows / R;
-    let out = out.as_mut_ptr();
-    // SAFETY: `rows` rows at `w` and `rows` floats at `out` (caller); rows `i + r q` for
-    // `i < q`, `r < R` and the rest from `R q` are below `rows`.
-    unsafe {
-        for i in 0..q {
-            float16_rows::<R>(n, w.add(i * row_bytes), q * row_bytes, a, out.add(i), q);
-        }
-        for r in R * q..rows {
-            float16_rows::<1>(n, w.add(r * row_bytes), 0, a, out.add(r), 0);
-        }
+}
+
+impl RowsBody for Float16Rows {
+    #[inline(always)]
+    unsafe fn rows<const R: usize>(
+        self,
+        w: *const u8,
+        stride: usize,
+        a: *const u8,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        // SAFETY: forwarded contract: rows of `n` f16, the activation row at `a`.
+        unsafe { float16_rows::<R>(self.n, w, stride, a, out, out_stride) }
     }
 }
 
@@ -940,7 +976,15 @@ macro_rules! prepared_f16 {
             #[target_feature(enable = $features)]
             unsafe fn groups(n: usize, w: *const u8, stride: usize, a: *const u8, out: &mut [f32]) {
                 // SAFETY: forwarded contract; the features are enabled on this function.
-                unsafe { super::float16_row_groups::<{ super::F16_ROWS }>(n, w, stride, a, out) }
+                unsafe {
+                    super::row_groups::<_, { super::F16_ROWS }>(
+                        super::Float16Rows { n },
+                        w,
+                        stride,
+                        a,
+                        out,
+                    )
+                }
             }
 
             /// Safe entry: checks the lengths.
