@@ -572,29 +572,33 @@ unsafe fn q3_k_scales(p: *const u8) -> __m128i {
 pub(super) unsafe fn q3_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
         let m2 = _mm256_set1_epi8(0x03);
         let four = _mm256_set1_epi8(0x04);
-        for i in 0..nb {
-            let (wb, ab) = (w.add(110 * i), a.add(292 * i));
-            let d = read_f32(ab) * read_f16(wb.add(108));
-            let sc16 = _mm256_cvtepi8_epi16(q3_k_scales(wb.add(96)));
-            let bias = _mm256_slli_epi32::<2>(_mm256_madd_epi16(load256(ab.add(260)), sc16));
-            let mut hm = load256(wb);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let mut bits = load256(wb.add(32 + 32 * h));
-                for j in 0..4 {
-                    let high = _mm256_and_si256(_mm256_slli_epi16::<2>(hm), four);
-                    hm = _mm256_srli_epi16::<1>(hm);
-                    q[4 * h + j] = _mm256_or_si256(_mm256_and_si256(bits, m2), high);
-                    bits = _mm256_srli_epi16::<2>(bits);
+        // A macro, not a closure (see `two_acc!`).
+        macro_rules! block {
+            ($i:expr, $acc:expr) => {{
+                let (wb, ab) = (w.add(110 * $i), a.add(292 * $i));
+                let d = read_f32(ab) * read_f16(wb.add(108));
+                let sc16 = _mm256_cvtepi8_epi16(q3_k_scales(wb.add(96)));
+                let bias = _mm256_slli_epi32::<2>(_mm256_madd_epi16(load256(ab.add(260)), sc16));
+                let mut hm = load256(wb);
+                let mut q = [_mm256_setzero_si256(); 8];
+                for h in 0..2 {
+                    let mut bits = load256(wb.add(32 + 32 * h));
+                    for j in 0..4 {
+                        let high = _mm256_and_si256(_mm256_slli_epi16::<2>(hm), four);
+                        hm = _mm256_srli_epi16::<1>(hm);
+                        q[4 * h + j] = _mm256_or_si256(_mm256_and_si256(bits, m2), high);
+                        bits = _mm256_srli_epi16::<2>(bits);
+                    }
                 }
-            }
-            let sumi = _mm256_sub_epi32(k16_dot::<M>(q, sc16, ab.add(4)), bias);
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+                let sumi = _mm256_sub_epi32(k16_dot::<M>(q, sc16, ab.add(4)), bias);
+                _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), $acc)
+            }};
         }
-        hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+        // Two accumulators, blocks interleaved in pairs, in registers (an `acc[i & 1]` array
+        // lived on the stack).
+        two_acc!(nb, |i, acc| block!(i, acc))
     }
 }
 
@@ -603,34 +607,39 @@ pub(super) unsafe fn q3_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 
 pub(super) unsafe fn q2_k<M: Mac>(nb: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: see the module's contract.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
         let mut mins_total = 0.0f32;
         let m2 = _mm256_set1_epi8(0x03);
-        for i in 0..nb {
-            let (wb, ab) = (w.add(84 * i), a.add(292 * i));
-            let da = read_f32(ab);
-            let d = da * read_f16(wb.add(80));
-            let dmin = da * read_f16(wb.add(82));
-            let packed = load128(wb);
-            let sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0f)));
-            let m16 = _mm256_cvtepu8_epi16(_mm_and_si128(
-                _mm_srli_epi16::<4>(packed),
-                _mm_set1_epi8(0x0f),
-            ));
-            let mins = hsum_epi32(_mm256_madd_epi16(load256(ab.add(260)), m16));
-            mins_total += dmin * mins as f32;
-            let mut q = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let mut bits = load256(wb.add(16 + 32 * h));
-                for j in 0..4 {
-                    q[4 * h + j] = _mm256_and_si256(bits, m2);
-                    bits = _mm256_srli_epi16::<2>(bits);
+        // A macro, not a closure (see `two_acc!`); it adds block `$i`'s mins term to
+        // `mins_total`, in block order.
+        macro_rules! block {
+            ($i:expr, $acc:expr) => {{
+                let (wb, ab) = (w.add(84 * $i), a.add(292 * $i));
+                let da = read_f32(ab);
+                let d = da * read_f16(wb.add(80));
+                let dmin = da * read_f16(wb.add(82));
+                let packed = load128(wb);
+                let sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0f)));
+                let m16 = _mm256_cvtepu8_epi16(_mm_and_si128(
+                    _mm_srli_epi16::<4>(packed),
+                    _mm_set1_epi8(0x0f),
+                ));
+                let mins = hsum_epi32(_mm256_madd_epi16(load256(ab.add(260)), m16));
+                mins_total += dmin * mins as f32;
+                let mut q = [_mm256_setzero_si256(); 8];
+                for h in 0..2 {
+                    let mut bits = load256(wb.add(16 + 32 * h));
+                    for j in 0..4 {
+                        q[4 * h + j] = _mm256_and_si256(bits, m2);
+                        bits = _mm256_srli_epi16::<2>(bits);
+                    }
                 }
-            }
-            let sumi = k16_dot::<M>(q, sc16, ab.add(4));
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i & 1]);
+                let sumi = k16_dot::<M>(q, sc16, ab.add(4));
+                _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), $acc)
+            }};
         }
-        hsum_ps(_mm256_add_ps(acc[0], acc[1])) - mins_total
+        // As `q3_k`: two accumulators in registers.
+        let sum = two_acc!(nb, |i, acc| block!(i, acc));
+        sum - mins_total
     }
 }
 
