@@ -463,6 +463,75 @@ fn matmul_small_n_one_by_one(bencher: Bencher, case: &Case) {
     run_ours_tokens(bencher, case, true);
 }
 
+/// [`matmul_small_n_ours`] from DRAM: each iteration the next of ≥ 2 GiB of distinct matrices
+/// (as `matmul_dram_ours`), at 4096×4096 and 4096×11008 (FFN down, 37 MB in Q6_K: beyond
+/// the L3, so that token by token rereads it from memory).
+#[divan::bench(args = small_n_dram_cases(), sample_count = 10, sample_size = 4)]
+fn matmul_small_n_dram_ours(bencher: Bencher, case: &Case) {
+    run_dram_tokens(bencher, case, false);
+}
+
+/// [`matmul_small_n_dram_ours`] as `n` matmuls of one token each.
+#[divan::bench(args = small_n_dram_cases(), sample_count = 10, sample_size = 4)]
+fn matmul_small_n_dram_one_by_one(bencher: Bencher, case: &Case) {
+    run_dram_tokens(bencher, case, true);
+}
+
+fn small_n_dram_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for (rows, k) in [SHAPES[0], SHAPES[2]] {
+        for case in small_n_cases() {
+            if case.n <= 8 {
+                out.push(Case { rows, k, ..case });
+            }
+        }
+    }
+    out
+}
+
+/// The weight set of the last [`run_dram_tokens`] case (type, shape, layout): the cases in a
+/// row share it instead of each building and repacking 2 GiB.
+type DramSet = (GgmlType, usize, usize, WeightLayout, Vec<u8>);
+
+fn run_dram_tokens(bencher: Bencher, case: &Case, one_by_one: bool) {
+    thread_local! {
+        static SET: std::cell::RefCell<Option<DramSet>> = const { std::cell::RefCell::new(None) };
+    }
+    let kernels = Kernels::for_tier(case.tier).expect("supported tier");
+    let layout = bench_layout(kernels, case.ty, case.rows, case.k);
+    SET.with_borrow_mut(|cached| {
+        let fresh = cached.as_ref().is_none_or(|(ty, rows, k, l, _)| {
+            (*ty, *rows, *k, *l) != (case.ty, case.rows, case.k, layout)
+        });
+        if fresh {
+            *cached = None;
+            let (set, _) = weight_set(case.ty, case.rows, case.k);
+            let set = laid_out(case.ty, layout, case.rows, case.k, &set).unwrap_or(set);
+            *cached = Some((case.ty, case.rows, case.k, layout, set));
+        }
+        let set = &cached.as_ref().expect("filled above").4;
+        let matrices = matrices(case.ty, layout, case.rows, case.k, set);
+        let x = floats(case.n * case.k, 11);
+        let mut y = vec![0f32; case.n * case.rows];
+        let pool = pool(case.threads);
+        let mut next = 0;
+        bencher.bench_local(|| {
+            let matrix = &matrices[next];
+            next = (next + 1) % matrices.len();
+            if one_by_one {
+                let tokens = x.chunks_exact(case.k).zip(y.chunks_exact_mut(case.rows));
+                for (x, y) in tokens {
+                    pool.install(|| matmul(kernels, matrix, x, 1, y))
+                        .expect("matmul");
+                }
+            } else {
+                pool.install(|| matmul(kernels, matrix, &x, case.n, &mut y))
+                    .expect("matmul");
+            }
+        });
+    });
+}
+
 fn small_n_cases() -> Vec<Case> {
     let mut out = Vec::new();
     for tier in tiers() {

@@ -692,9 +692,68 @@ fn several_row_decode_dots_equal_the_single_row_dot() {
     }
 }
 
-/// A Q4_K matrix repacked at load (Q4_K×8) gives, on every tier: for n > 1 the ggml-layout
-/// matmul's result bit for bit (the packed tiles pack the same records from the x8 groups, the
-/// other tiles get rows unpacked 64 at a time); for n = 1
+/// Tokens below which a repacked matrix with its tier's group dot takes them token by token
+/// (`kernels::gemm::PACKED_MIN_TOKENS`).
+const REPACKED_TOKEN_BY_TOKEN_BELOW: usize = 8;
+
+/// `matmul` of the `n` tokens of `x` one at a time (n = 1 each), on `pool`.
+fn token_by_token(
+    pool: &rayon::ThreadPool,
+    kernels: &Kernels,
+    w: &QuantMatrix<'_>,
+    x: &[f32],
+    n: usize,
+) -> Vec<f32> {
+    let mut y = vec![f32::NAN; n * w.rows()];
+    for (x, y) in x.chunks_exact(w.k()).zip(y.chunks_exact_mut(w.rows())) {
+        pool.install(|| matmul(kernels, w, x, 1, y)).unwrap();
+    }
+    y
+}
+
+/// n > 1 on a repacked matrix: below [`REPACKED_TOKEN_BY_TOKEN_BELOW`] tokens, on a tier with
+/// the layout's group dot, each token's n = 1 result bit for bit (the group dots, token by
+/// token; n = 1 is checked against scalar); else the ggml-layout matmul's result bit for bit
+/// (the packed tiles pack the same records from the x8 groups, the other tiles get rows
+/// unpacked 64 at a time).
+fn assert_repacked_matches(
+    pool: &rayon::ThreadPool,
+    kernels: &Kernels,
+    (plain, repacked): (&QuantMatrix<'_>, &QuantMatrix<'_>),
+    x: &[f32],
+    n: usize,
+) {
+    let rows = plain.rows();
+    let mut got = vec![f32::NAN; n * rows];
+    pool.install(|| matmul(kernels, repacked, x, n, &mut got))
+        .unwrap();
+    let token_by_token_path =
+        n < REPACKED_TOKEN_BY_TOKEN_BELOW && kernels.repacked.get(repacked.layout()).is_some();
+    let (want, what) = if token_by_token_path {
+        (
+            token_by_token(pool, kernels, repacked, x, n),
+            "token by token",
+        )
+    } else {
+        let mut want = vec![f32::NAN; n * rows];
+        pool.install(|| matmul(kernels, plain, x, n, &mut want))
+            .unwrap();
+        (want, "ggml layout")
+    };
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert!(want.iter().all(|v| v.is_finite()));
+    assert_eq!(
+        bits(&got),
+        bits(&want),
+        "{} {rows}×{} n={n} against {what}",
+        kernels.tier,
+        plain.k()
+    );
+}
+
+/// A Q4_K matrix repacked at load (Q4_K×8) gives, on every tier: for n > 1 the result of
+/// [`assert_repacked_matches`] (below 8 tokens its n = 1 results, else the ggml layout's, bit
+/// for bit); for n = 1
 /// each row's dot within the rounding bound of scalar (bit for bit on the scalar tier, whose
 /// group dot is the portable one); and inside `matmul_vec_many`, beside ggml-layout matrices,
 /// its own `matmul` result bit for bit.
@@ -744,15 +803,9 @@ fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayou
             );
             let odd_rows = repack::preferred_layout(kernels, w_type, rows - 4, k);
             assert_eq!(odd_rows, WeightLayout::Ggml, "{tier} {}×{k}", rows - 4);
-            for n in [2, 17, 40] {
+            for n in [2, 3, 7, 17, 40] {
                 let x = realistic_f32(n * k, &mut rng);
-                let (mut want, mut got) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
-                pool.install(|| matmul(kernels, &plain, &x, n, &mut want))
-                    .unwrap();
-                pool.install(|| matmul(kernels, &repacked, &x, n, &mut got))
-                    .unwrap();
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "{tier} k={k} n={n}");
+                assert_repacked_matches(&pool, kernels, (&plain, &repacked), &x, n);
             }
             let x = realistic_f32(k, &mut rng);
             let mut a = vec![0u8; llava::quant::row_bytes(GgmlType::Q8_K, k).unwrap()];
@@ -794,8 +847,8 @@ fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayou
 }
 
 /// n > 1 on a repacked matrix of more rows than one 64-row unpacking run per task (536 rows,
-/// 67 groups: tasks of 128 rows, the last of 24) equals the ggml layout's result bit for bit,
-/// at the packed tiles' threshold (8), just past it, at 33 and 512 tokens.
+/// 67 groups: tasks of 128 rows, the last of 24), as [`assert_repacked_matches`]: just below
+/// the packed tiles' threshold (8), at it, just past it, at 33 and 512 tokens.
 fn repacked_matrix_matches_at_many_tokens(
     w_type: GgmlType,
     layout: WeightLayout,
@@ -815,15 +868,9 @@ fn repacked_matrix_matches_at_many_tokens(
     let plain = QuantMatrix::new(w_type, rows, k, &ggml).unwrap();
     let repacked = QuantMatrix::with_layout(w_type, rows, k, layout, &packed).unwrap();
     for kernels in tiers() {
-        for n in [8, 9, 33, 512] {
+        for n in [7, 8, 9, 33, 512] {
             let x = realistic_f32(n * k, rng);
-            let (mut want, mut got) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
-            pool.install(|| matmul(kernels, &plain, &x, n, &mut want))
-                .unwrap();
-            pool.install(|| matmul(kernels, &repacked, &x, n, &mut got))
-                .unwrap();
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "{} {rows}×{k} n={n}", kernels.tier);
+            assert_repacked_matches(&pool, kernels, (&plain, &repacked), &x, n);
         }
     }
 }

@@ -19,8 +19,9 @@ pub const TOKEN_TILE: usize = 32;
 
 /// `Y = X·Wᵀ` for `n > 1` rows whose activations `acts` (`n` rows of `act_row_bytes`) are
 /// already converted to the weight type's activation type. The caller checked the shapes.
-/// A repacked matrix goes to the tier's packed tile for its layout where it has one (packed
-/// straight from the x8 groups), else its rows are unpacked to ggml's layout 64 rows at a
+/// A repacked matrix takes, below [`PACKED_MIN_TOKENS`], the tier's group dots token by
+/// token where it has them; else the tier's packed tile for its layout where it has one
+/// (packed straight from the x8 groups), else its rows unpacked to ggml's layout 64 rows at a
 /// time (a copy of its bytes, small beside the `n` dots each weight block takes part in).
 pub(super) fn matmul_tiled(
     kernels: &Kernels,
@@ -31,6 +32,20 @@ pub(super) fn matmul_tiled(
     y: &mut [f32],
 ) -> Result<(), KernelError> {
     let (rows, k, row_bytes, data) = (w.rows(), w.k(), w.row_bytes(), w.data());
+    if n < PACKED_MIN_TOKENS && kernels.repacked.get(w.layout()).is_some() {
+        // Few tokens on a repacked matrix: the tier's group dots, token by token (each
+        // token's outputs are its n = 1 matmul's). The matrix is read once per token, but
+        // after the first from the L3 where it fits there, and a group dot per token cost
+        // less than packing the rows for the tiles or unpacking them for ggml's (BENCHMARKS.md,
+        // rv11 helper, session 11: 4096×4096 Q4_K from DRAM at n = 2, 0.57 against 2.4 ms).
+        for (a, y) in acts
+            .chunks_exact(act_row_bytes)
+            .zip(y.chunks_exact_mut(rows))
+        {
+            super::decode::matmul_decode(kernels, w, a, y)?;
+        }
+        return Ok(());
+    }
     if n >= packed_min_tokens(w.ty())
         && kernels.packed_token_major.get(w.ty()).is_some()
         && w.layout() == WeightLayout::Ggml
@@ -206,6 +221,9 @@ fn ggml_rows<'a>(
 /// plain tiles, by instruction counts: integer types decode a 256-element block in about 150
 /// instructions and then save about 0.06 per element and token; float types widen and
 /// transpose about 3 per element and save about 0.14 per element and token.
+/// Below it a repacked matrix takes its tier's group dots token by token (measured faster
+/// than the packed tiles from its x8 groups at n = 2..6, even from DRAM; at n = 8 the tiles
+/// won on 4096×11008, beyond the L3).
 pub const PACKED_MIN_TOKENS: usize = 8;
 /// As [`PACKED_MIN_TOKENS`] for the float weight types.
 pub const PACKED_MIN_TOKENS_FLOAT: usize = 32;
