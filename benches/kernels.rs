@@ -13,8 +13,8 @@
 //! `cargo bench --bench kernels -- --dram-paired` times the n = 1 DRAM cases and the bandwidth
 //! probe interleaved, round by round, and prints their ratios (see [`dram_paired`]);
 //! `-- --n1-paired` does the same for ours against ggml at n = 1 (see [`n1_paired`]).
-//! Our matmuls run on the weight layout the tier prefers (`kernels::repack`: Q4_K repacked
-//! to Q4_K×8 on the x86 tiers, as the model loader does), ggml's on ggml's bytes;
+//! Our matmuls run on the weight layout the tier prefers (`kernels::repack`: Q4_K, Q6_K and
+//! Q8_0 repacked to Q4_K×8, Q6_K×8 and Q8_0×8 on the x86 tiers, as the model loader does), ggml's on ggml's bytes;
 //! `LLAVA_BENCH_GGML_LAYOUT=1` runs ours on ggml's layout too (the path before repacking),
 //! on ggml's very bytes unless `LLAVA_BENCH_OWN_COPY=1` gives ours a copy: the like-for-like
 //! baseline for a repacked run, where ours and ggml read two matrices (at 25–37 MB, shared
@@ -438,6 +438,12 @@ fn unpack_q6_k_x8(bencher: Bencher) {
     unpack_4096(bencher, GgmlType::Q6_K, WeightLayout::Q6KX8);
 }
 
+/// As [`unpack_q4_k_x8`], Q8_0×8.
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn unpack_q8_0_x8(bencher: Bencher) {
+    unpack_4096(bencher, GgmlType::Q8_0, WeightLayout::Q8_0X8);
+}
+
 fn unpack_4096(bencher: Bencher, ty: GgmlType, layout: WeightLayout) {
     let (rows, k) = (4096, 4096);
     let packed = laid_out(ty, layout, rows, k, &weights(ty, rows, k)).expect("repacked");
@@ -672,7 +678,9 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     scalar
         .quantize_activations(act, &x, &mut a)
         .expect("activations");
-    if let (Some(tier), WeightLayout::Q4KX8 | WeightLayout::Q6KX8) = (case.tier, case.layout) {
+    if let (Some(tier), WeightLayout::Q4KX8 | WeightLayout::Q6KX8 | WeightLayout::Q8_0X8) =
+        (case.tier, case.layout)
+    {
         // Groups of 8 rows per call: divan's rows/s (items) compare with the others'.
         let kernels = Kernels::for_tier(tier).expect("supported tier");
         let group = kernels.repacked.get(case.layout).expect("a group dot");
