@@ -409,6 +409,8 @@ pub struct Kernels {
     pub packed_q4_k_x8: Option<GemmTileFn>,
     /// As `packed_q4_k_x8` for Q6_K in [`WeightLayout::Q6KX8`].
     pub packed_q6_k_x8: Option<GemmTileFn>,
+    /// As `packed_q4_k_x8` for Q8_0 in [`WeightLayout::Q8_0X8`].
+    pub packed_q8_0_x8: Option<GemmTileFn>,
     /// Tokens per panel (`C`) of the float packed tiles: [`matmul`] splits tokens among
     /// tasks in whole panels. 1 where there are none.
     pub float_panel_tokens: usize,
