@@ -919,9 +919,10 @@ fn q4_k_x8_group_dots_match_the_portable_one() {
     }
 }
 
-/// n = 1 on a Q4_K matrix repacked to the layout the tier prefers equals n = 1 on the same
-/// matrix in ggml's layout within the rounding bound, and gives every row its group dot bit
-/// for bit (however the rows are cut in tasks), in two threads, every tier.
+/// n = 1 on a Q4_K (Q8_0) matrix repacked to the layout the tier prefers equals n = 1 on the
+/// same matrix in ggml's layout within the rounding bound, and gives every row its group dot
+/// bit for bit (however the rows are cut in tasks: Q8_0×8 tasks are 512 KiB, 120 rows of 4096,
+/// so 264 rows make three), in two threads, every tier.
 #[test]
 fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -929,12 +930,27 @@ fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
         .build()
         .unwrap();
     let mut rng = rng(53);
-    let w_type = GgmlType::Q4_K;
-    for kernels in tiers() {
-        for (rows, k) in [(8, 256), (24, 512), (40, 768), (136, 4096)] {
+    let cases = [
+        (GgmlType::Q4_K, WeightLayout::Q4KX8, repack::PORTABLE_Q4K_X8),
+        (
+            GgmlType::Q8_0,
+            WeightLayout::Q8_0X8,
+            repack::PORTABLE_Q8_0_X8,
+        ),
+    ];
+    for ((w_type, x8, portable), kernels) in cases
+        .into_iter()
+        .flat_map(|c| tiers().into_iter().map(move |k| (c, k)))
+    {
+        let shapes: &[(usize, usize)] = if w_type == GgmlType::Q8_0 {
+            &[(8, 96), (24, 512), (264, 4096), (40, 4128)]
+        } else {
+            &[(8, 256), (24, 512), (40, 768), (136, 4096)]
+        };
+        for &(rows, k) in shapes {
             let layout = repack::preferred_layout(kernels, w_type, rows, k);
-            let expected = if kernels.repacked.q4_k_x8.is_some() {
-                WeightLayout::Q4KX8
+            let expected = if kernels.repacked.get(x8).is_some() {
+                x8
             } else {
                 WeightLayout::Ggml
             };
@@ -944,21 +960,19 @@ fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
                 .map(|v| v * 0.02)
                 .collect();
             let w = quantize(w_type, &wf);
-            let packed = repacked_q4_k(rows, k, &w);
+            let packed = repacked(w_type, x8, rows, k, &w);
             let plain = QuantMatrix::new(w_type, rows, k, &w).unwrap();
-            let repacked =
-                QuantMatrix::with_layout(w_type, rows, k, WeightLayout::Q4KX8, &packed).unwrap();
+            let repacked = QuantMatrix::with_layout(w_type, rows, k, x8, &packed).unwrap();
             let x = realistic_f32(k, &mut rng);
             let (mut want, mut got) = (vec![0f32; rows], vec![f32::NAN; rows]);
             pool.install(|| matmul(kernels, &plain, &x, 1, &mut want))
                 .unwrap();
             pool.install(|| matmul(kernels, &repacked, &x, 1, &mut got))
                 .unwrap();
-            let mut a = vec![0u8; llava::quant::row_bytes(GgmlType::Q8_K, k).unwrap()];
-            kernels
-                .quantize_activations(GgmlType::Q8_K, &x, &mut a)
-                .unwrap();
-            let group = kernels.repacked.q4_k_x8.unwrap_or(repack::PORTABLE_Q4K_X8);
+            let act = activation_type(w_type).expect("paired");
+            let mut a = vec![0u8; llava::quant::row_bytes(act, k).unwrap()];
+            kernels.quantize_activations(act, &x, &mut a).unwrap();
+            let group = kernels.repacked.get(x8).unwrap_or(portable);
             let dots = group_dot_rows(group, k, &packed, &a, rows);
             for r in 0..rows {
                 let what = format!("{} {rows}×{k} row {r}", kernels.tier);
