@@ -28,8 +28,8 @@ const ROW_STREAM_BYTES: usize = 128 * 1024;
 
 /// Target bytes of weights per parallel task of Q8_0×8 group dots: one long sequential stream
 /// (a group of 4096-element rows is 34 KiB, so [`DECODE_CHUNK_BYTES`] made a task of one group).
-/// One thread, beyond the L3 (11008×4096), `--n1-paired` ggml / ours went from 0.95–1.33 to
-/// 1.28–1.68 (dev-2c-zen4, loaded; BENCHMARKS.md, session 11). Q4_K×8 and Q6_K×8 keep
+/// One thread, beyond the L3 (11008×4096), `--n1-paired` ggml / ours went from 1.05–1.29 to
+/// 1.28–2.60 (dev-2c-zen4, loaded; BENCHMARKS.md, session 11). Q4_K×8 and Q6_K×8 keep
 /// [`DECODE_CHUNK_BYTES`] (not measured with larger tasks).
 const Q8_0_X8_TASK_BYTES: usize = ROW_STREAMS * ROW_STREAM_BYTES;
 
