@@ -1072,8 +1072,8 @@ fn extreme_q8_0_rows(rows: usize, k: usize, rng: &mut Xoshiro256PlusPlus) -> (Ve
 /// one (per row the scalar dot of the unpacked row) bit for bit: they sum each block's
 /// products exactly and add `sumi · (d_w · d_y)` per block in the scalar order. On realistic
 /// rows, exact ones and ones at the ends of the ranges; k = 32, 96 (not whole 256-element
-/// super-blocks), 4096 and 4128, 1 to 3 groups, every group dotted alone equal to the same
-/// group in the run.
+/// super-blocks), 4096 and 4128, 1 to 4 and 9 groups, every group dotted alone equal to the
+/// same group in the run.
 #[test]
 fn q8_0_x8_group_dots_equal_the_portable_one() {
     let mut rng = rng(48);
@@ -1085,7 +1085,8 @@ fn q8_0_x8_group_dots_equal_the_portable_one() {
         };
         for k in [32, 96, 4096, 4128] {
             let row_bytes = llava::quant::row_bytes(w_type, k).unwrap();
-            for groups in [1, 2, 3] {
+            // 4 and 9: passes of 4 groups from 4 parts, and the rest one by one.
+            for groups in [1, 2, 3, 4, 9] {
                 let rows = 8 * groups;
                 for round in 0..4 {
                     let (w, a) = match round {
