@@ -16,8 +16,9 @@
 //! `matmul_small_n_ours` / `matmul_small_n_one_by_one` sweep n = 2..12 on Q4_K and Q6_K
 //! 4096×4096 at one thread, as one matmul or as n one-token matmuls.
 //! `LLAVA_BENCH_TYPES` may also name Q2_K and Q3_K (not in the default set).
-//! Our matmuls run on the weight layout the tier prefers (`kernels::repack`: Q4_K repacked
-//! to Q4_K×8 on the x86 tiers, as the model loader does), ggml's on ggml's bytes;
+//! Our matmuls run on the weight layout the tier prefers (`kernels::repack`: Q4_K, Q6_K and
+//! Q8_0 repacked to Q4_K×8, Q6_K×8 and Q8_0×8 on the x86 tiers, as the model loader does),
+//! ggml's on ggml's bytes;
 //! `LLAVA_BENCH_GGML_LAYOUT=1` runs ours on ggml's layout too (the path before repacking),
 //! on ggml's very bytes unless `LLAVA_BENCH_OWN_COPY=1` gives ours a copy: the like-for-like
 //! baseline for a repacked run, where ours and ggml read two matrices (at 25–37 MB, shared
@@ -569,6 +570,12 @@ fn unpack_q6_k_x8(bencher: Bencher) {
     unpack_4096(bencher, GgmlType::Q6_K, WeightLayout::Q6KX8);
 }
 
+/// As [`unpack_q4_k_x8`], Q8_0×8.
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn unpack_q8_0_x8(bencher: Bencher) {
+    unpack_4096(bencher, GgmlType::Q8_0, WeightLayout::Q8_0X8);
+}
+
 fn unpack_4096(bencher: Bencher, ty: GgmlType, layout: WeightLayout) {
     let (rows, k) = (4096, 4096);
     let packed = laid_out(ty, layout, rows, k, &weights(ty, rows, k)).expect("repacked");
@@ -803,7 +810,9 @@ fn vec_dot_4096(bencher: Bencher, case: &DotCase) {
     scalar
         .quantize_activations(act, &x, &mut a)
         .expect("activations");
-    if let (Some(tier), WeightLayout::Q4KX8 | WeightLayout::Q6KX8) = (case.tier, case.layout) {
+    if let (Some(tier), WeightLayout::Q4KX8 | WeightLayout::Q6KX8 | WeightLayout::Q8_0X8) =
+        (case.tier, case.layout)
+    {
         // Groups of 8 rows per call: divan's rows/s (items) compare with the others'.
         let kernels = Kernels::for_tier(tier).expect("supported tier");
         let group = kernels.repacked.get(case.layout).expect("a group dot");

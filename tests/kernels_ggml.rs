@@ -343,13 +343,19 @@ fn gemm_tiles_of_every_tier_match_ggml() {
 
 /// The group dots of the repacked layouts, every tier's (the portable ones too) against ggml's
 /// `vec_dot` of each row in ggml's layout: bit for bit on exact inputs, within the rounding
-/// bound (4 lanes) on realistic ones; k = 256, 512, 768, 4096 and 1, 2, 3 groups of 8 rows.
+/// bound (4 lanes) on realistic ones; k = 256, 512, 768, 4096 (Q8_0: 32, 96, 256, 4096, 4128)
+/// and 1, 2, 3 groups of 8 rows.
 #[test]
 fn group_dots_on_repacked_layouts_match_ggml_per_row() {
     let mut rng = rng(15);
     let layouts = [
         (GgmlType::Q4_K, WeightLayout::Q4KX8, repack::PORTABLE_Q4K_X8),
         (GgmlType::Q6_K, WeightLayout::Q6KX8, repack::PORTABLE_Q6K_X8),
+        (
+            GgmlType::Q8_0,
+            WeightLayout::Q8_0X8,
+            repack::PORTABLE_Q8_0_X8,
+        ),
     ];
     for (w_type, layout, portable) in layouts {
         let act = activation_type(w_type).expect("paired");
@@ -363,7 +369,13 @@ fn group_dots_on_repacked_layouts_match_ggml_per_row() {
             "{layout}: {:?}",
             dots.iter().map(|d| &d.0).collect::<Vec<_>>()
         );
-        for k in [256, 512, 768, 4096] {
+        // Q8_0: also k = 32, 96 and 4128, whole 32-element blocks but not 256-element ones.
+        let lengths: &[usize] = if w_type == GgmlType::Q8_0 {
+            &[32, 96, 256, 4096, 4128]
+        } else {
+            &[256, 512, 768, 4096]
+        };
+        for &k in lengths {
             for groups in 1..=3 {
                 let rows = 8 * groups;
                 for exact in [true, false] {

@@ -776,6 +776,20 @@ fn repacked_q6_k_matrices_match_their_ggml_layout() {
     repacked_matrix_matches_its_ggml_layout(GgmlType::Q6_K, WeightLayout::Q6KX8, 44);
 }
 
+/// As [`repacked_matrices_match_their_ggml_layout`], Q8_0×8, which the x86 tiers have group
+/// dots for.
+#[test]
+fn repacked_q8_0_matrices_match_their_ggml_layout() {
+    for tier in [Tier::Avx2, Tier::Avx512]
+        .into_iter()
+        .filter(|t| t.is_supported())
+    {
+        let kernels = Kernels::for_tier(tier).expect("supported tier");
+        assert!(kernels.repacked.q8_0_x8.is_some(), "{tier}: no Q8_0×8 dot");
+    }
+    repacked_matrix_matches_its_ggml_layout(GgmlType::Q8_0, WeightLayout::Q8_0X8, 46);
+}
+
 fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayout, seed: u64) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
@@ -808,10 +822,9 @@ fn repacked_matrix_matches_its_ggml_layout(w_type: GgmlType, layout: WeightLayou
                 assert_repacked_matches(&pool, kernels, (&plain, &repacked), &x, n);
             }
             let x = realistic_f32(k, &mut rng);
-            let mut a = vec![0u8; llava::quant::row_bytes(GgmlType::Q8_K, k).unwrap()];
-            kernels
-                .quantize_activations(GgmlType::Q8_K, &x, &mut a)
-                .unwrap();
+            let act = activation_type(w_type).expect("paired");
+            let mut a = vec![0u8; llava::quant::row_bytes(act, k).unwrap()];
+            kernels.quantize_activations(act, &x, &mut a).unwrap();
             let mut y = vec![f32::NAN; rows];
             pool.install(|| matmul(kernels, &repacked, &x, 1, &mut y))
                 .unwrap();
@@ -953,9 +966,10 @@ fn q4_k_x8_group_dots_match_the_portable_one() {
     }
 }
 
-/// n = 1 on a Q4_K matrix repacked to the layout the tier prefers equals n = 1 on the same
-/// matrix in ggml's layout within the rounding bound, and gives every row its group dot bit
-/// for bit (however the rows are cut in tasks), in two threads, every tier.
+/// n = 1 on a Q4_K (Q8_0) matrix repacked to the layout the tier prefers equals n = 1 on the
+/// same matrix in ggml's layout within the rounding bound, and gives every row its group dot
+/// bit for bit (however the rows are cut in tasks: Q8_0×8 tasks are 512 KiB, 120 rows of 4096,
+/// so 264 rows make three), in two threads, every tier.
 #[test]
 fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -963,12 +977,27 @@ fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
         .build()
         .unwrap();
     let mut rng = rng(53);
-    let w_type = GgmlType::Q4_K;
-    for kernels in tiers() {
-        for (rows, k) in [(8, 256), (24, 512), (40, 768), (136, 4096)] {
+    let cases = [
+        (GgmlType::Q4_K, WeightLayout::Q4KX8, repack::PORTABLE_Q4K_X8),
+        (
+            GgmlType::Q8_0,
+            WeightLayout::Q8_0X8,
+            repack::PORTABLE_Q8_0_X8,
+        ),
+    ];
+    for ((w_type, x8, portable), kernels) in cases
+        .into_iter()
+        .flat_map(|c| tiers().into_iter().map(move |k| (c, k)))
+    {
+        let shapes: &[(usize, usize)] = if w_type == GgmlType::Q8_0 {
+            &[(8, 96), (24, 512), (264, 4096), (40, 4128)]
+        } else {
+            &[(8, 256), (24, 512), (40, 768), (136, 4096)]
+        };
+        for &(rows, k) in shapes {
             let layout = repack::preferred_layout(kernels, w_type, rows, k);
-            let expected = if kernels.repacked.q4_k_x8.is_some() {
-                WeightLayout::Q4KX8
+            let expected = if kernels.repacked.get(x8).is_some() {
+                x8
             } else {
                 WeightLayout::Ggml
             };
@@ -978,21 +1007,19 @@ fn repacked_decode_matmul_matches_the_ggml_layout_and_the_group_dot() {
                 .map(|v| v * 0.02)
                 .collect();
             let w = quantize(w_type, &wf);
-            let packed = repacked_q4_k(rows, k, &w);
+            let packed = repacked(w_type, x8, rows, k, &w);
             let plain = QuantMatrix::new(w_type, rows, k, &w).unwrap();
-            let repacked =
-                QuantMatrix::with_layout(w_type, rows, k, WeightLayout::Q4KX8, &packed).unwrap();
+            let repacked = QuantMatrix::with_layout(w_type, rows, k, x8, &packed).unwrap();
             let x = realistic_f32(k, &mut rng);
             let (mut want, mut got) = (vec![0f32; rows], vec![f32::NAN; rows]);
             pool.install(|| matmul(kernels, &plain, &x, 1, &mut want))
                 .unwrap();
             pool.install(|| matmul(kernels, &repacked, &x, 1, &mut got))
                 .unwrap();
-            let mut a = vec![0u8; llava::quant::row_bytes(GgmlType::Q8_K, k).unwrap()];
-            kernels
-                .quantize_activations(GgmlType::Q8_K, &x, &mut a)
-                .unwrap();
-            let group = kernels.repacked.q4_k_x8.unwrap_or(repack::PORTABLE_Q4K_X8);
+            let act = activation_type(w_type).expect("paired");
+            let mut a = vec![0u8; llava::quant::row_bytes(act, k).unwrap()];
+            kernels.quantize_activations(act, &x, &mut a).unwrap();
+            let group = kernels.repacked.get(x8).unwrap_or(portable);
             let dots = group_dot_rows(group, k, &packed, &a, rows);
             for r in 0..rows {
                 let what = format!("{} {rows}×{k} row {r}", kernels.tier);
@@ -1059,6 +1086,98 @@ fn q6_k_group_dots_at_the_ends_of_the_ranges_match_scalar() {
                 "{} row {r}: {got} vs scalar {reference}",
                 kernels.tier
             );
+        }
+    }
+}
+
+/// `rows` Q8_0 rows of `k` (ggml's layout) and one Q8_0 activation row at the ends of the
+/// ranges: weight quants all -128 or 127 or random bytes (-128 included), activation quants
+/// ±127 (our quantizer's range) or random in it, scales from f16's smallest subnormal to its
+/// largest finite value.
+fn extreme_q8_0_rows(rows: usize, k: usize, rng: &mut Xoshiro256PlusPlus) -> (Vec<u8>, Vec<u8>) {
+    let scales = [6.0e-8f32, 1.0e-4, 0.5, 1.0, 300.0, 65504.0];
+    let mut block = |weights: bool| {
+        let d = scales[rng.random_range(0..scales.len())];
+        let mut out = half::f16::from_f32(d).to_bits().to_le_bytes().to_vec();
+        let style = rng.random_range(0..3);
+        out.extend((0..32).map(|_| match (weights, style) {
+            (true, 0) => -128i8 as u8,
+            (true, 1) => 127,
+            (true, _) => rng.random::<u8>(),
+            (false, 0) => 127,
+            (false, 1) => -127i8 as u8,
+            (false, _) => rng.random_range(-127i8..=127) as u8,
+        }));
+        out
+    };
+    let w: Vec<u8> = (0..rows * k / 32).flat_map(|_| block(true)).collect();
+    let a: Vec<u8> = (0..k / 32).flat_map(|_| block(false)).collect();
+    (w, a)
+}
+
+/// The Q8_0×8 group dots of every tier that has one (x86: AVX2, AVX-512) equal the portable
+/// one (per row the scalar dot of the unpacked row) bit for bit: they sum each block's
+/// products exactly and add `sumi · (d_w · d_y)` per block in the scalar order. On realistic
+/// rows, exact ones and ones at the ends of the ranges; k = 32, 96 (not whole 256-element
+/// super-blocks), 4096 and 4128, 1 to 4 and 9 groups, every group dotted alone equal to the
+/// same group in the run.
+#[test]
+fn q8_0_x8_group_dots_equal_the_portable_one() {
+    let mut rng = rng(48);
+    let (w_type, layout) = (GgmlType::Q8_0, WeightLayout::Q8_0X8);
+    let mut checked = Vec::new();
+    for kernels in tiers() {
+        let Some(group) = kernels.repacked.q8_0_x8 else {
+            continue;
+        };
+        for k in [32, 96, 4096, 4128] {
+            let row_bytes = llava::quant::row_bytes(w_type, k).unwrap();
+            // 4 and 9: passes of 4 groups from 4 parts, and the rest one by one.
+            for groups in [1, 2, 3, 4, 9] {
+                let rows = 8 * groups;
+                for round in 0..4 {
+                    let (w, a) = match round {
+                        0 => exact_rows(w_type, rows, k, &mut rng),
+                        1 | 2 => extreme_q8_0_rows(rows, k, &mut rng),
+                        _ => {
+                            let wf: Vec<f32> = realistic_f32(rows * k, &mut rng)
+                                .iter()
+                                .map(|v| v * 0.02)
+                                .collect();
+                            let a = quantize(GgmlType::Q8_0, &realistic_f32(k, &mut rng));
+                            (quantize(w_type, &wf), a)
+                        }
+                    };
+                    let packed = repacked(w_type, layout, rows, k, &w);
+                    let ours = group_dot_rows(group, k, &packed, &a, rows);
+                    let portable = group_dot_rows(repack::PORTABLE_Q8_0_X8, k, &packed, &a, rows);
+                    for (r, (o, p)) in ours.iter().zip(&portable).enumerate() {
+                        let what = format!(
+                            "{} k={k} groups={groups} round {round} row {r}",
+                            kernels.tier
+                        );
+                        assert_eq!(o.to_bits(), p.to_bits(), "{what}: {o} vs portable {p}");
+                        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                        let reference = scalar().dot(w_type, k, row, &a).unwrap();
+                        assert_eq!(o.to_bits(), reference.to_bits(), "{what}: vs scalar");
+                    }
+                    for (g, part) in packed.chunks_exact(8 * row_bytes).enumerate() {
+                        let alone = group_dot_rows(group, k, part, &a, 8);
+                        assert_eq!(
+                            alone,
+                            ours[8 * g..8 * g + 8],
+                            "{} k={k} group {g} alone",
+                            kernels.tier
+                        );
+                    }
+                }
+            }
+        }
+        checked.push(kernels.tier);
+    }
+    for tier in [Tier::Avx2, Tier::Avx512] {
+        if tier.is_supported() {
+            assert!(checked.contains(&tier), "{tier} has a Q8_0×8 group dot");
         }
     }
 }

@@ -751,6 +751,66 @@ fn repacked_weights_decode_to_the_logits_of_ggml_layout() {
     }
 }
 
+/// Q8_0 weights repacked into Q8_0×8 at load (forced, whatever the tier's dots) decode to the
+/// logits of the same file mapped in ggml's layout: the prompt (7 tokens, below the packed
+/// tiles' 8) runs on a tier with the Q8_0×8 dot that dot token by token, as decoding does,
+/// within 1e-5 of the largest logit; elsewhere the rows unpacked and ggml's tiles, bit for bit.
+/// Decoding within 1e-5 (the group dots are the scalar row dot bit for bit; ggml's layout runs
+/// the tier's octet dots, whose float sums go in another order). Every matrix is repacked, `output.weight` too (64 rows), at
+/// k = 96 and 160: whole Q8_0 blocks, not whole 256-element super-blocks.
+#[test]
+fn repacked_q8_0_weights_decode_to_the_logits_of_ggml_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = Shape {
+        n_vocab: 64,
+        n_embd: 96,
+        n_layer: 2,
+        n_head: 4,
+        n_head_kv: 2,
+        n_ff: 160,
+        freq_base: 10000.0,
+        tied: false,
+    };
+    let path = dir.path().join("q8_0.gguf");
+    write_model(&path, &shape, &random_tensors(&shape), GgmlType::Q8_0, 64);
+    let mapped = load(&path, LoadMode::Mmap, Repack::Force);
+    let repacked = load(&path, LoadMode::Memory, Repack::Force);
+    assert_eq!(
+        repacked.repack_summary().unwrap().repacked,
+        [(GgmlType::Q8_0, WeightLayout::Q8_0X8, 15)]
+    );
+    let w = repacked.weights();
+    assert_eq!(w.output.layout, WeightLayout::Q8_0X8);
+    assert_eq!(w.layers[1].w_down.layout, WeightLayout::Q8_0X8);
+    assert_eq!(w.token_embd.layout, WeightLayout::Ggml);
+    let (prompt, decoded) = prompt_then_decode(&repacked);
+    let (prompt_ggml, decoded_ggml) = prompt_then_decode(&mapped);
+    if kernels().repacked.q8_0_x8.is_some() {
+        let err = rel_err32(&prompt, &prompt_ggml);
+        println!(
+            "{}: prompt, Q8_0×8 vs ggml's layout: {err:.2e}",
+            kernels().tier
+        );
+        assert!(err < 1e-5, "prompt: {err}");
+    } else {
+        assert!(bits(&prompt) == bits(&prompt_ggml), "prompt logits differ");
+    }
+    let err = rel_err32(&decoded, &decoded_ggml);
+    println!(
+        "{}: decoded, Q8_0×8 vs ggml's layout: {err:.2e}",
+        kernels().tier
+    );
+    assert!(err < 1e-5, "{err}");
+    // Without forcing: Q8_0×8 exactly where the tier has its dot.
+    let auto = load(&path, LoadMode::Memory, Repack::Auto);
+    let expected = if kernels().repacked.q8_0_x8.is_some() {
+        vec![(GgmlType::Q8_0, WeightLayout::Q8_0X8, 15)]
+    } else {
+        Vec::new()
+    };
+    assert_eq!(auto.repack_summary().unwrap().repacked, expected);
+}
+
 /// What is repacked: the layers' Q4_K matrices and an untied `output.weight`, when their rows
 /// come in eights (61 output rows do not: ggml's layout); never with `Repack::Off` or mapped;
 /// with `Repack::Auto` exactly where the tier has a Q4_K×8 dot. The prompt's logits are the

@@ -26,13 +26,21 @@ pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
 const ROW_STREAMS: usize = 4;
 const ROW_STREAM_BYTES: usize = 128 * 1024;
 
+/// Target bytes of weights per parallel task of Q8_0×8 group dots: one long sequential stream
+/// (a group of 4096-element rows is 34 KiB, so [`DECODE_CHUNK_BYTES`] made a task of one group).
+/// One thread, beyond the L3 (11008×4096), `--n1-paired` ggml / ours went from 1.05–1.29 to
+/// 1.28–2.60 (dev-2c-zen4, loaded; BENCHMARKS.md, session 11). Q4_K×8 and Q6_K×8 keep
+/// [`DECODE_CHUNK_BYTES`] (not measured with larger tasks).
+const Q8_0_X8_TASK_BYTES: usize = ROW_STREAMS * ROW_STREAM_BYTES;
+
 /// The dot an n = 1 matmul runs over a task's rows: several at once, one by one, or (on a
 /// repacked matrix) whole groups of interleaved rows.
 #[derive(Clone, Copy)]
 enum RowDot {
     Rows(DotRowsFn),
     One(VecDotFn),
-    Groups(GroupDotFn, usize),
+    /// The group dot, rows per group, target bytes per task.
+    Groups(GroupDotFn, usize, usize),
 }
 
 impl RowDot {
@@ -43,7 +51,7 @@ impl RowDot {
             RowDot::Rows(_) => ROW_STREAMS * ROW_STREAM_BYTES.div_ceil(row_bytes),
             RowDot::One(_) => (DECODE_CHUNK_BYTES / row_bytes).clamp(1, 256),
             // Whole groups, so every task starts on one.
-            RowDot::Groups(_, group) => (DECODE_CHUNK_BYTES / row_bytes)
+            RowDot::Groups(_, group, task_bytes) => (task_bytes / row_bytes)
                 .clamp(1, 256)
                 .next_multiple_of(group),
         }
@@ -62,7 +70,7 @@ impl RowDot {
         let rows = &data[first * row_bytes..(first + out.len()) * row_bytes];
         match self {
             RowDot::Rows(dot) => dot(k, rows, row_bytes, acts, out),
-            RowDot::Groups(dot, _) => dot(k, rows, acts, out),
+            RowDot::Groups(dot, _, _) => dot(k, rows, acts, out),
             RowDot::One(dot) => {
                 for (i, v) in out.iter_mut().enumerate() {
                     *v = dot(k, &rows[i * row_bytes..(i + 1) * row_bytes], acts);
@@ -120,7 +128,15 @@ fn decode_input<'a>(
     if let Some(group) = repack::group_dot(kernels, layout) {
         let len = (group.prepared_bytes)(k);
         let out = DecodeActs::prepared(len, |out| (group.prepare)(k, acts, out));
-        return Ok((RowDot::Groups(group.dot, layout.group_rows()), out));
+        let task_bytes = if layout == WeightLayout::Q8_0X8 {
+            Q8_0_X8_TASK_BYTES
+        } else {
+            DECODE_CHUNK_BYTES
+        };
+        return Ok((
+            RowDot::Groups(group.dot, layout.group_rows(), task_bytes),
+            out,
+        ));
     }
     if let Some(prepared) = kernels.decode_dot(w_type) {
         let len = (prepared.prepared_bytes)(k);

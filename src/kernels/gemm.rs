@@ -99,6 +99,7 @@ pub(super) fn matmul_tiled(
         let direct = match w.layout() {
             WeightLayout::Q4KX8 => kernels.packed_q4_k_x8,
             WeightLayout::Q6KX8 => kernels.packed_q6_k_x8,
+            WeightLayout::Q8_0X8 => kernels.packed_q8_0_x8,
             WeightLayout::Ggml => None,
         };
         y_t.par_chunks_mut(chunk * n)

@@ -356,6 +356,8 @@ pub struct RepackedKernels {
     pub q4_k_x8: Option<GroupDot>,
     /// Q6_K in [`WeightLayout::Q6KX8`].
     pub q6_k_x8: Option<GroupDot>,
+    /// Q8_0 in [`WeightLayout::Q8_0X8`].
+    pub q8_0_x8: Option<GroupDot>,
 }
 
 impl RepackedKernels {
@@ -363,6 +365,7 @@ impl RepackedKernels {
     pub const NONE: RepackedKernels = RepackedKernels {
         q4_k_x8: None,
         q6_k_x8: None,
+        q8_0_x8: None,
     };
 
     /// The tier's dot for `layout`, if it has one.
@@ -371,6 +374,7 @@ impl RepackedKernels {
             WeightLayout::Ggml => None,
             WeightLayout::Q4KX8 => self.q4_k_x8,
             WeightLayout::Q6KX8 => self.q6_k_x8,
+            WeightLayout::Q8_0X8 => self.q8_0_x8,
         }
     }
 }
@@ -405,6 +409,8 @@ pub struct Kernels {
     pub packed_q4_k_x8: Option<GemmTileFn>,
     /// As `packed_q4_k_x8` for Q6_K in [`WeightLayout::Q6KX8`].
     pub packed_q6_k_x8: Option<GemmTileFn>,
+    /// As `packed_q4_k_x8` for Q8_0 in [`WeightLayout::Q8_0X8`].
+    pub packed_q8_0_x8: Option<GemmTileFn>,
     /// Tokens per panel (`C`) of the float packed tiles: [`matmul`] splits tokens among
     /// tasks in whole panels. 1 where there are none.
     pub float_panel_tokens: usize,

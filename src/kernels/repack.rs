@@ -13,11 +13,16 @@
 //! **Q6_K×8** ([`WeightLayout::Q6KX8`]): likewise 8 rows per block, the quant bits regrouped
 //! so that 4 quant registers of 8 rows take 11 vector operations ([`q6_k`]).
 //!
+//! **Q8_0×8** ([`WeightLayout::Q8_0X8`]): likewise 8 rows per 32-element block, their 8 `d`s
+//! then their quants in 4-byte pieces interleaved over the rows ([`q8_0`]).
+//!
 //! The portable group dot here is the reference: per row, bit for bit the scalar
-//! [`scalar::dot_q4_k`] (Q6_K×8: [`scalar::dot_q6_k`]) of the unpacked row. Tiers put their
+//! [`scalar::dot_q4_k`] (Q6_K×8: [`scalar::dot_q6_k`], Q8_0×8: [`scalar::dot_q8_0`]) of the
+//! unpacked row. Tiers put their
 //! own in [`super::RepackedKernels`].
 
 mod q6_k;
+mod q8_0;
 
 use rayon::prelude::*;
 
@@ -36,6 +41,8 @@ pub enum WeightLayout {
     Q4KX8,
     /// Q6_K, 8 rows interleaved per block, quant bits regrouped ([`q6_k`]).
     Q6KX8,
+    /// Q8_0, 8 rows interleaved per block ([`q8_0`]).
+    Q8_0X8,
 }
 
 impl WeightLayout {
@@ -44,6 +51,7 @@ impl WeightLayout {
             WeightLayout::Ggml => "ggml",
             WeightLayout::Q4KX8 => "Q4_K×8",
             WeightLayout::Q6KX8 => "Q6_K×8",
+            WeightLayout::Q8_0X8 => "Q8_0×8",
         }
     }
 
@@ -51,7 +59,7 @@ impl WeightLayout {
     pub fn group_rows(self) -> usize {
         match self {
             WeightLayout::Ggml => 1,
-            WeightLayout::Q4KX8 | WeightLayout::Q6KX8 => 8,
+            WeightLayout::Q4KX8 | WeightLayout::Q6KX8 | WeightLayout::Q8_0X8 => 8,
         }
     }
 
@@ -61,6 +69,7 @@ impl WeightLayout {
             WeightLayout::Ggml => None,
             WeightLayout::Q4KX8 => Some(GgmlType::Q4_K),
             WeightLayout::Q6KX8 => Some(GgmlType::Q6_K),
+            WeightLayout::Q8_0X8 => Some(GgmlType::Q8_0),
         }
     }
 
@@ -93,15 +102,18 @@ impl std::fmt::Display for WeightLayout {
 pub const Q4K_X8_BLOCK_BYTES: usize = 8 * Q4K_BLOCK_BYTES;
 const Q4K_BLOCK_BYTES: usize = 144;
 pub use q6_k::{Q6K_X8_BLOCK_BYTES, dot_q6_k_x8_portable};
+pub use q8_0::{Q8_0_X8_BLOCK_BYTES, dot_q8_0_x8_portable};
 
 /// The layout a `ty` matrix of `rows × k` should be repacked to for the `kernels`' tier: a
 /// repacked one where the tier has a fast dot for it and the shape allows, else ggml's.
 pub fn preferred_layout(kernels: &Kernels, ty: GgmlType, rows: usize, k: usize) -> WeightLayout {
-    let shape = rows > 0 && rows.is_multiple_of(8) && k > 0 && k.is_multiple_of(QK_K);
+    let shape =
+        |block: usize| rows > 0 && rows.is_multiple_of(8) && k > 0 && k.is_multiple_of(block);
     let repacked = &kernels.repacked;
     match ty {
-        GgmlType::Q4_K if shape && repacked.q4_k_x8.is_some() => WeightLayout::Q4KX8,
-        GgmlType::Q6_K if shape && repacked.q6_k_x8.is_some() => WeightLayout::Q6KX8,
+        GgmlType::Q4_K if shape(QK_K) && repacked.q4_k_x8.is_some() => WeightLayout::Q4KX8,
+        GgmlType::Q6_K if shape(QK_K) && repacked.q6_k_x8.is_some() => WeightLayout::Q6KX8,
+        GgmlType::Q8_0 if shape(q8_0::QK8_0) && repacked.q8_0_x8.is_some() => WeightLayout::Q8_0X8,
         _ => WeightLayout::Ggml,
     }
 }
@@ -135,6 +147,14 @@ pub fn repack_in_place(
                 q6_k::repack_group(k, rows_copy, group);
             },
         ),
+        WeightLayout::Q8_0X8 => data.par_chunks_mut(group_bytes).for_each_init(
+            Vec::new,
+            |rows_copy: &mut Vec<u8>, group| {
+                rows_copy.clear();
+                rows_copy.extend_from_slice(group);
+                q8_0::repack_group(k, rows_copy, group);
+            },
+        ),
     }
     Ok(())
 }
@@ -163,11 +183,11 @@ pub fn unpack_rows(
     let src = &w.data()[first_row * row_bytes..(first_row + count) * row_bytes];
     match layout {
         WeightLayout::Ggml => out.copy_from_slice(src),
-        WeightLayout::Q4KX8 | WeightLayout::Q6KX8 => {
-            let unpack = if layout == WeightLayout::Q4KX8 {
-                unpack_group_q4_k
-            } else {
-                q6_k::unpack_group
+        WeightLayout::Q4KX8 | WeightLayout::Q6KX8 | WeightLayout::Q8_0X8 => {
+            let unpack = match layout {
+                WeightLayout::Q4KX8 => unpack_group_q4_k,
+                WeightLayout::Q6KX8 => q6_k::unpack_group,
+                _ => q8_0::unpack_group,
             };
             let group_bytes = group * row_bytes;
             for (from, to) in src
@@ -313,6 +333,21 @@ pub const PORTABLE_Q6K_X8: GroupDot = GroupDot {
     dot: dot_q6_k_x8_portable,
 };
 
+/// The portable Q8_0×8 group dot: its activation row is the Q8_0 row as it is.
+pub const PORTABLE_Q8_0_X8: GroupDot = GroupDot {
+    prepared_bytes: q8_0_bytes,
+    prepare: copy_q8_0_acts,
+    dot: dot_q8_0_x8_portable,
+};
+
+fn q8_0_bytes(k: usize) -> usize {
+    k / q8_0::QK8_0 * q8_0::Q8_0_BLOCK_BYTES
+}
+
+fn copy_q8_0_acts(k: usize, acts: &[u8], out: &mut [u8]) {
+    out.copy_from_slice(&acts[..q8_0_bytes(k)]);
+}
+
 /// The group dot n = 1 runs on a `layout` matrix: the tier's, else the portable one (`None`
 /// for ggml's layout, which takes the row dots).
 pub(super) fn group_dot(kernels: &Kernels, layout: WeightLayout) -> Option<GroupDot> {
@@ -320,6 +355,7 @@ pub(super) fn group_dot(kernels: &Kernels, layout: WeightLayout) -> Option<Group
         WeightLayout::Ggml => None,
         WeightLayout::Q4KX8 => Some(kernels.repacked.q4_k_x8.unwrap_or(PORTABLE_Q4K_X8)),
         WeightLayout::Q6KX8 => Some(kernels.repacked.q6_k_x8.unwrap_or(PORTABLE_Q6K_X8)),
+        WeightLayout::Q8_0X8 => Some(kernels.repacked.q8_0_x8.unwrap_or(PORTABLE_Q8_0_X8)),
     }
 }
 

@@ -31,6 +31,7 @@ pub const KERNELS: Kernels = Kernels {
     packed_token_major: GemmKernels::NONE,
     packed_q4_k_x8: None,
     packed_q6_k_x8: None,
+    packed_q8_0_x8: None,
     float_panel_tokens: 1,
     decode: DecodeKernels::NONE,
     repacked: RepackedKernels::NONE,

@@ -107,7 +107,7 @@ impl RepackSummary {
 
 fn has_repacked_dots(kernels: &Kernels) -> bool {
     let r = &kernels.repacked;
-    r.q4_k_x8.is_some() || r.q6_k_x8.is_some()
+    r.q4_k_x8.is_some() || r.q6_k_x8.is_some() || r.q8_0_x8.is_some()
 }
 
 /// `kernels` with the portable group dot wherever the tier has none, so that
@@ -117,6 +117,7 @@ fn forcing(kernels: &Kernels) -> Kernels {
         repacked: RepackedKernels {
             q4_k_x8: Some(kernels.repacked.q4_k_x8.unwrap_or(repack::PORTABLE_Q4K_X8)),
             q6_k_x8: Some(kernels.repacked.q6_k_x8.unwrap_or(repack::PORTABLE_Q6K_X8)),
+            q8_0_x8: Some(kernels.repacked.q8_0_x8.unwrap_or(repack::PORTABLE_Q8_0_X8)),
         },
         ..*kernels
     }

@@ -52,6 +52,7 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
         repacked: RepackedKernels {
             q4_k_x8: Some(super::q4k_x8::AVX2),
             q6_k_x8: Some(super::q6k_x8::AVX2),
+            q8_0_x8: Some(super::q8_0_x8::AVX2),
         },
         ..table
     }

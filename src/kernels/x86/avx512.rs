@@ -65,11 +65,17 @@ pub(crate) fn kernels(base: Kernels) -> Kernels {
     } else {
         super::q6k_x8::AVX2
     };
+    let q8_0_x8 = if has_vnni() {
+        super::q8_0_x8::VNNI
+    } else {
+        super::q8_0_x8::AVX2
+    };
     Kernels {
         decode,
         repacked: RepackedKernels {
             q4_k_x8: Some(q4_k_x8),
             q6_k_x8: Some(q6_k_x8),
+            q8_0_x8: Some(q8_0_x8),
         },
         ..table
     }

@@ -18,6 +18,7 @@ mod float_tile;
 mod packed;
 mod q4k_x8;
 mod q6k_x8;
+mod q8_0_x8;
 mod tile;
 mod variant;
 

@@ -278,7 +278,7 @@ pub(super) trait PackType {
     /// As [`pack_group`], from the type's layout of 8 rows per block (`crate::kernels::repack`):
     /// `count` (≤ G, a multiple of 8) rows at `w`, groups of 8 rows `8 · w_stride` apart
     /// (`w_stride` = `W_BYTES` · `nb`), into the same records. Only the types with such a
-    /// layout (Q4_K, Q6_K) are ever asked.
+    /// layout (Q4_K, Q6_K, Q8_0) are ever asked.
     #[inline(always)]
     unsafe fn pack_x8<I: Isa>(
         nb: usize,
@@ -501,6 +501,17 @@ impl PackType for Q8_0 {
             out.d = read_f16(wb);
         }
     }
+    #[inline(always)]
+    unsafe fn pack_x8<I: Isa>(
+        nb: usize,
+        w: *const u8,
+        w_stride: usize,
+        count: usize,
+        out: *mut u8,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { pack_group_q8_0_x8::<I>(nb, w, w_stride, count, out) }
+    }
 }
 
 /// Whether the stored quants stay signed (Q8_0 on AVX2) and the offset folded in through the
@@ -655,6 +666,51 @@ unsafe fn pack_group_q4_k_x8<I: Isa>(
                     dec.d = read_f16(x8.add(2 * r));
                     dec.neg_dmin = -read_f16(x8.add(16 + 2 * r));
                     put_row_meta::<I, Q4K>(rec, 8 * half + r, &dec);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of one Q8_0×8 block (block `b` of 8 rows, `crate::kernels::repack`): the `d`s at 0,
+/// quant piece `p` (ggml's `qs[4p..4p + 4]`) of row `r` at `16 + 32p + 4r`.
+const Q8_0_X8_BLOCK: usize = crate::kernels::repack::Q8_0_X8_BLOCK_BYTES;
+
+/// [`PackType::pack_x8`] for Q8_0: an x8 block's quant piece `p` is already word `p` of its
+/// 8 rows side by side (flipped to unsigned where [`pack_group`] flips them), the `d`s are
+/// widened per row.
+#[inline(always)]
+unsafe fn pack_group_q8_0_x8<I: Isa>(
+    nb: usize,
+    w: *const u8,
+    w_stride: usize,
+    count: usize,
+    out: *mut u8,
+) {
+    let l = layout::<I, Q8_0>();
+    let g = I::G;
+    // SAFETY: `count / 8` groups of `nb` x8 blocks behind `w`, `nb` records of `l.bytes` at
+    // `out` (caller); the words stored are `(p · G + 8 · half) · 4 + 32 ≤ 32 · G` bytes into
+    // record `b` (p < 8, 8 · half + 8 ≤ G), the `d`s inside it at `l.d + 4 · row`.
+    unsafe {
+        let flip = if signed_kept::<I, Q8_0>() {
+            _mm256_setzero_si256()
+        } else {
+            _mm256_set1_epi8(-128)
+        };
+        for b in 0..nb {
+            let rec = out.add(b * l.bytes);
+            std::ptr::write_bytes(rec, 0, l.bytes);
+            for half in 0..count / 8 {
+                let x8 = w.add(8 * half * w_stride + b * Q8_0_X8_BLOCK);
+                for p in 0..8 {
+                    let q = _mm256_xor_si256(load256(x8.add(16 + 32 * p)), flip);
+                    let at = rec.add((p * g + 8 * half) * 4).cast::<__m256i>();
+                    _mm256_storeu_si256(at, q);
+                }
+                for r in 0..8 {
+                    let d = rec.add(l.d + 4 * (8 * half + r)).cast::<f32>();
+                    d.write_unaligned(read_f16(x8.add(2 * r)));
                 }
             }
         }

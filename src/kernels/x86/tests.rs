@@ -50,8 +50,8 @@ struct Variant {
     dots: [(GgmlType, DotFn); 13],
     acts: [(GgmlType, ActFn); 5],
     tiles: [(GgmlType, TileFn); 10],
-    /// The packed tiles reading Q4_K×8 and Q6_K×8 groups.
-    x8_tiles: [TileFn; 2],
+    /// The packed tiles reading Q4_K×8, Q6_K×8 and Q8_0×8 groups.
+    x8_tiles: [TileFn; 3],
 }
 
 macro_rules! variant {
@@ -93,7 +93,11 @@ macro_rules! variant {
                 (GgmlType::Q5_K, v::packed_q5_k_q8_k),
                 (GgmlType::Q6_K, v::packed_q6_k_q8_k),
             ],
-            x8_tiles: [v::packed_q4_k_x8_q8_k, v::packed_q6_k_x8_q8_k],
+            x8_tiles: [
+                v::packed_q4_k_x8_q8_k,
+                v::packed_q6_k_x8_q8_k,
+                v::packed_q8_0_x8_q8_0,
+            ],
         }
     }};
 }
@@ -370,7 +374,7 @@ fn gemm_tiles_match_the_reference_for_full_and_partial_tiles() {
     }
 }
 
-/// The tiles reading Q4_K×8 / Q6_K×8 groups (`packed_*_x8_q8_k`) give, on every variant, its
+/// The tiles reading Q4_K×8 / Q6_K×8 / Q8_0×8 groups (`packed_*_x8_*`) give, on every variant, its
 /// packed tile's results on the same rows in ggml's layout bit for bit (they pack the same
 /// records): one and three blocks, 1 to 3 groups of 8 rows (half and whole zmm groups), 72
 /// and 136 rows (past one 64-row packing run), 1 to 17 tokens.
@@ -392,20 +396,28 @@ fn x8_tiles_match_the_packed_tiles_on_ggml_rows() {
                 v.x8_tiles[1],
                 v.tiles[9].1,
             ),
+            (
+                GgmlType::Q8_0,
+                WeightLayout::Q8_0X8,
+                v.x8_tiles[2],
+                v.tiles[6].1,
+            ),
         ] {
+            assert_eq!(v.tiles[6].0, GgmlType::Q8_0);
             assert_eq!(v.tiles[7].0, GgmlType::Q4_K);
             assert_eq!(v.tiles[9].0, GgmlType::Q6_K);
+            let act = crate::kernels::activation_type(wt).expect("paired");
             for blocks in [1, 3] {
                 for (rows, cols) in [(8, 1), (16, 2), (24, 5), (72, 17), (136, 3)] {
                     let n = blocks * wt.block_size();
-                    let (w_row, a_row) = (wt.type_size() * blocks, 292 * blocks);
+                    let (w_row, a_row) = (wt.type_size() * blocks, act.type_size() * blocks);
                     let mut w = Vec::with_capacity(rows * w_row);
                     for r in 0..rows {
                         w.extend(weight_row(&mut rng, wt, n, r % 2 == 1));
                     }
                     let mut a = Vec::with_capacity(cols * a_row);
                     for _ in 0..cols {
-                        a.extend(quantized(GgmlType::Q8_K, &floats(&mut rng, n)));
+                        a.extend(quantized(act, &floats(&mut rng, n)));
                     }
                     let mut x8 = w.clone();
                     repack::repack_in_place(wt, layout, rows, n, &mut x8).unwrap();

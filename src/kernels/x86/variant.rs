@@ -206,7 +206,7 @@ macro_rules! x86_variant {
                     gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes);
                 };
                 // The packed tiles reading x8 groups (whole groups: they assert).
-                (packed_x8: $name:ident, $inner:ident, $ty:ident, $w_bytes:expr) => {
+                (packed_x8: $name:ident, $inner:ident, $ty:ident, $elems:expr, $w_bytes:expr, $a_bytes:expr) => {
                     #[target_feature(enable = $features)]
                     #[allow(clippy::too_many_arguments)]
                     unsafe fn $inner(
@@ -228,7 +228,7 @@ macro_rules! x86_variant {
                             )
                         }
                     }
-                    gemm_tile!(@entry $name, $inner, 256, $w_bytes, 292);
+                    gemm_tile!(@entry $name, $inner, $elems, $w_bytes, $a_bytes);
                 };
                 // The float tiles: plain (`float_tile`) or packed (`float_packed`), one body
                 // with its own tile shape.
@@ -303,8 +303,9 @@ macro_rules! x86_variant {
             gemm_tile!(packed: packed_q4_k_q8_k, packed_q4_k_tf, Q4K, 256, 144, 292);
             gemm_tile!(packed: packed_q5_k_q8_k, packed_q5_k_tf, Q5K, 256, 176, 292);
             gemm_tile!(packed: packed_q6_k_q8_k, packed_q6_k_tf, Q6K, 256, 210, 292);
-            gemm_tile!(packed_x8: packed_q4_k_x8_q8_k, packed_q4_k_x8_tf, Q4K, 144);
-            gemm_tile!(packed_x8: packed_q6_k_x8_q8_k, packed_q6_k_x8_tf, Q6K, 210);
+            gemm_tile!(packed_x8: packed_q4_k_x8_q8_k, packed_q4_k_x8_tf, Q4K, 256, 144, 292);
+            gemm_tile!(packed_x8: packed_q6_k_x8_q8_k, packed_q6_k_x8_tf, Q6K, 256, 210, 292);
+            gemm_tile!(packed_x8: packed_q8_0_x8_q8_0, packed_q8_0_x8_tf, Q8_0, 32, 34, 34);
             gemm_tile!(float_packed: packed_f16, packed_f16_tf, F16, 2);
             gemm_tile!(float_packed: packed_bf16, packed_bf16_tf, Bf16, 2);
             gemm_tile!(float_packed: packed_f32, packed_f32_tf, F32, 4);
@@ -365,6 +366,7 @@ macro_rules! x86_variant {
                     },
                     packed_q4_k_x8: Some(packed_q4_k_x8_q8_k),
                     packed_q6_k_x8: Some(packed_q6_k_x8_q8_k),
+                    packed_q8_0_x8: Some(packed_q8_0_x8_q8_0),
                     float_panel_tokens: $fpk_c,
                     act: ActKernels {
                         q8_0: quantize_q8_0,
