@@ -26,20 +26,13 @@ pub const DECODE_CHUNK_BYTES: usize = 32 * 1024;
 const ROW_STREAMS: usize = 4;
 const ROW_STREAM_BYTES: usize = 128 * 1024;
 
-/// Target bytes of weights per parallel task of Q8_0×8 group dots: one long sequential stream
-/// (a group of 4096-element rows is 34 KiB, so [`DECODE_CHUNK_BYTES`] made a task of one group).
-/// One thread, beyond the L3 (11008×4096), `--n1-paired` ggml / ours went from 1.05–1.29 to
-/// 1.28–2.60 (dev-2c-zen4, loaded; BENCHMARKS.md, session 11). Q4_K×8 and Q6_K×8 keep
-/// [`DECODE_CHUNK_BYTES`] (not measured with larger tasks).
-const Q8_0_X8_TASK_BYTES: usize = ROW_STREAMS * ROW_STREAM_BYTES;
-
 /// The dot an n = 1 matmul runs over a task's rows: several at once, one by one, or (on a
 /// repacked matrix) whole groups of interleaved rows.
 #[derive(Clone, Copy)]
 enum RowDot {
     Rows(DotRowsFn),
     One(VecDotFn),
-    /// The group dot, rows per group, target bytes per task.
+    /// The group dot, rows per group, target bytes per task ([`GroupDot::task_bytes`](super::GroupDot::task_bytes)).
     Groups(GroupDotFn, usize, usize),
 }
 
@@ -128,15 +121,8 @@ fn decode_input<'a>(
     if let Some(group) = repack::group_dot(kernels, layout) {
         let len = (group.prepared_bytes)(k);
         let out = DecodeActs::prepared(len, |out| (group.prepare)(k, acts, out));
-        let task_bytes = if layout == WeightLayout::Q8_0X8 {
-            Q8_0_X8_TASK_BYTES
-        } else {
-            DECODE_CHUNK_BYTES
-        };
-        return Ok((
-            RowDot::Groups(group.dot, layout.group_rows(), task_bytes),
-            out,
-        ));
+        let dot = RowDot::Groups(group.dot, layout.group_rows(), group.task_bytes);
+        return Ok((dot, out));
     }
     if let Some(prepared) = kernels.decode_dot(w_type) {
         let len = (prepared.prepared_bytes)(k);

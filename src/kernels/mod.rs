@@ -38,7 +38,7 @@ use thiserror::Error;
 use crate::GgmlType;
 use crate::quant::QuantError;
 
-pub use decode::matmul_vec_many;
+pub use decode::{DECODE_CHUNK_BYTES, matmul_vec_many};
 pub use matmul::{QuantMatrix, matmul, matmul_f16, matmul_f32, matmul_nn_f32};
 pub use repack::WeightLayout;
 
@@ -345,6 +345,10 @@ pub struct GroupDot {
     /// `prepared_bytes(k)` bytes); panics on other lengths.
     pub prepare: fn(k: usize, acts: &[u8], out: &mut [u8]),
     pub dot: GroupDotFn,
+    /// Target bytes of weights per n = 1 parallel task (whole groups, at most 256 rows): a
+    /// dot that streams several parts of a task at once wants longer tasks than one that
+    /// streams its groups in order ([`DECODE_CHUNK_BYTES`]).
+    pub task_bytes: usize,
 }
 
 /// The repacked layouts a tier has fast dots for; `Some` also means the tier wants weights

@@ -27,7 +27,7 @@ mod q8_0;
 use rayon::prelude::*;
 
 use super::matmul::QuantMatrix;
-use super::{GroupDot, KernelError, Kernels, bytes_of, scalar};
+use super::{DECODE_CHUNK_BYTES, GroupDot, KernelError, Kernels, bytes_of, scalar};
 use crate::GgmlType;
 use crate::dtype::QK_K;
 
@@ -298,6 +298,7 @@ pub const PORTABLE_Q4K_X8: GroupDot = GroupDot {
     prepared_bytes: q8_k_bytes,
     prepare: copy_acts,
     dot: dot_q4_k_x8_portable,
+    task_bytes: DECODE_CHUNK_BYTES,
 };
 
 fn q8_k_bytes(k: usize) -> usize {
@@ -331,6 +332,7 @@ pub const PORTABLE_Q6K_X8: GroupDot = GroupDot {
     prepared_bytes: q8_k_bytes,
     prepare: copy_acts,
     dot: dot_q6_k_x8_portable,
+    task_bytes: DECODE_CHUNK_BYTES,
 };
 
 /// The portable Q8_0×8 group dot: its activation row is the Q8_0 row as it is.
@@ -338,6 +340,7 @@ pub const PORTABLE_Q8_0_X8: GroupDot = GroupDot {
     prepared_bytes: q8_0_bytes,
     prepare: copy_q8_0_acts,
     dot: dot_q8_0_x8_portable,
+    task_bytes: DECODE_CHUNK_BYTES,
 };
 
 fn q8_0_bytes(k: usize) -> usize {

@@ -37,7 +37,7 @@ use std::arch::x86_64::*;
 
 use super::common::*;
 use super::decode_dot::{bytes_q4_k, prepare_q4_k_in_order};
-use crate::kernels::GroupDot;
+use crate::kernels::{DECODE_CHUNK_BYTES, GroupDot};
 
 /// Bytes of one x8 block: 8 rows × 144.
 const X8_BLOCK_BYTES: usize = crate::kernels::repack::Q4K_X8_BLOCK_BYTES;
@@ -300,6 +300,7 @@ pub(crate) const AVX2: GroupDot = GroupDot {
     prepared_bytes: bytes_q4_k,
     prepare: prepare_q4_k_in_order,
     dot: dot_avx2,
+    task_bytes: DECODE_CHUNK_BYTES,
 };
 
 /// The AVX-512 tier's Q4_K×8 group dot with VNNI.
@@ -307,4 +308,5 @@ pub(crate) const AVX512_VNNI: GroupDot = GroupDot {
     prepared_bytes: bytes_q4_k,
     prepare: prepare_q4_k_in_order,
     dot: dot_vnni,
+    task_bytes: DECODE_CHUNK_BYTES,
 };

@@ -31,7 +31,7 @@
 use std::arch::x86_64::*;
 
 use super::common::*;
-use crate::kernels::GroupDot;
+use crate::kernels::{DECODE_CHUNK_BYTES, GroupDot};
 
 /// Bytes of one x8 block: 8 rows × 210.
 const X8_BLOCK_BYTES: usize = 1680;
@@ -52,6 +52,7 @@ pub(crate) const AVX2: GroupDot = GroupDot {
     prepared_bytes,
     prepare,
     dot: dot_avx2,
+    task_bytes: DECODE_CHUNK_BYTES,
 };
 
 /// AVX-512 F/BW/VL + VNNI (on 256-bit registers).
@@ -59,6 +60,7 @@ pub(crate) const VNNI: GroupDot = GroupDot {
     prepared_bytes,
     prepare,
     dot: dot_vnni,
+    task_bytes: DECODE_CHUNK_BYTES,
 };
 
 fn prepared_bytes(k: usize) -> usize {

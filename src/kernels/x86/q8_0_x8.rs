@@ -48,6 +48,7 @@ pub(crate) const AVX2: GroupDot = GroupDot {
     prepared_bytes,
     prepare,
     dot: dot_avx2,
+    task_bytes: TASK_BYTES,
 };
 
 /// AVX-512 F/BW/VL + VNNI (on 256-bit registers).
@@ -55,6 +56,7 @@ pub(crate) const VNNI: GroupDot = GroupDot {
     prepared_bytes,
     prepare,
     dot: dot_vnni,
+    task_bytes: TASK_BYTES,
 };
 
 fn prepared_bytes(k: usize) -> usize {
@@ -164,6 +166,14 @@ unsafe fn groups_at<const VNNI: bool, const P: usize>(
 /// 512 KiB, alternated with one group per pass (06:03–06:04, load 1.2–1.4): ours 1795–1835 µs
 /// against 1905–1918 at 11008×4096 (avx512), 355–375 against 431–486 at 4096×4096.
 const PARTS: usize = 4;
+
+/// Target bytes of weights per n = 1 task ([`GroupDot::task_bytes`]): [`PARTS`] parts of
+/// 128 KiB, each a long sequential stream (a group of 4096-element rows is 34 KiB, so tasks of
+/// [`DECODE_CHUNK_BYTES`](crate::kernels::DECODE_CHUNK_BYTES) were one group each). One thread,
+/// beyond the L3 (11008×4096), `--n1-paired` ggml / ours went from 1.05–1.29 to 1.28–2.60
+/// (dev-2c-zen4, loaded; BENCHMARKS.md, session 11). Q4_K×8 and Q6_K×8 dot one group at a
+/// time and keep the default (not measured with larger tasks).
+const TASK_BYTES: usize = PARTS * 128 * 1024;
 
 /// All `groups` groups at `w`: [`PARTS`] at a time from as many contiguous parts, the rest one
 /// by one.
