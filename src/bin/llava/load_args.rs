@@ -14,12 +14,14 @@ pub struct LoadArgs {
     #[arg(long = "no-mmap", conflicts_with = "load")]
     no_mmap: bool,
     /// Keep the weights read into memory in ggml's layout, instead of repacking those the CPU
-    /// tier decodes faster in another (Q4_K into Q4_K×8 where the tier has its dots; mapped
-    /// weights are never repacked). llama.cpp's --no-repack.
+    /// tier decodes faster in another (Q4_K, Q6_K and Q8_0 into Q4_K×8, Q6_K×8 and Q8_0×8
+    /// where the tier has their dots; mapped weights are never repacked). llama.cpp's
+    /// --no-repack.
     #[arg(long = "no-repack")]
     no_repack: bool,
-    /// Repack every Q4_K matrix whose shape allows, even where the tier has no fast dot for the
-    /// layout (it then runs the portable one): to measure the repacking, or test it.
+    /// Repack every Q4_K, Q6_K and Q8_0 matrix whose shape allows, even where the tier has no
+    /// fast dot for the layout (it then runs the portable one): to measure the repacking, or
+    /// test it.
     #[arg(long = "force-repack", hide = true, conflicts_with = "no_repack")]
     force_repack: bool,
 }
