@@ -312,17 +312,32 @@ fn copy_acts(k: usize, acts: &[u8], out: &mut [u8]) {
 /// The reference Q4_K×8 group dot ([`super::GroupDotFn`]): each group unpacked, then each row
 /// dotted by [`scalar::dot_q4_k`], so equal to it bit for bit.
 pub fn dot_q4_k_x8_portable(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
+    let row_bytes = k / QK_K * Q4K_BLOCK_BYTES;
+    unpacked_group_dots(k, row_bytes, unpack_group_q4_k, scalar::dot_q4_k, w, a, out);
+}
+
+/// The portable group dots' one loop: each group of 8 rows of `row_bytes` in `w` unpacked to
+/// ggml's layout by `unpack`, then each row dotted with `a` by the scalar `dot`, into `out`
+/// (8 per group), so every row's result is `dot`'s bit for bit.
+fn unpacked_group_dots(
+    k: usize,
+    row_bytes: usize,
+    unpack: fn(k: usize, group: &[u8], rows: &mut [u8]),
+    dot: super::VecDotFn,
+    w: &[u8],
+    a: &[u8],
+    out: &mut [f32],
+) {
     assert!(
         out.len().is_multiple_of(8),
         "group dot outputs: {}",
         out.len()
     );
-    let row_bytes = k / QK_K * Q4K_BLOCK_BYTES;
     let mut rows = vec![0u8; 8 * row_bytes];
     for (group, out) in w.chunks_exact(8 * row_bytes).zip(out.chunks_exact_mut(8)) {
-        unpack_group_q4_k(k, group, &mut rows);
+        unpack(k, group, &mut rows);
         for (row, v) in rows.chunks_exact(row_bytes).zip(out.iter_mut()) {
-            *v = scalar::dot_q4_k(k, row, a);
+            *v = dot(k, row, a);
         }
     }
 }
@@ -425,22 +440,37 @@ pub(super) mod tests {
 
     #[test]
     fn repacking_then_unpacking_gives_the_rows_back() {
-        for (rows, k) in [(8, 256), (16, 512), (24, 768)] {
-            let ggml = q4_k_matrix(rows, k, 7);
+        assert_round_trip(
+            GgmlType::Q4_K,
+            WeightLayout::Q4KX8,
+            &[(8, 256), (16, 512), (24, 768)],
+        );
+    }
+
+    /// A `ty` matrix of each `(rows, k)` repacked to `layout` changes, and unpacks to its ggml
+    /// bytes: whole, and its last group alone.
+    pub(in crate::kernels) fn assert_round_trip(
+        ty: GgmlType,
+        layout: WeightLayout,
+        shapes: &[(usize, usize)],
+    ) {
+        for &(rows, k) in shapes {
+            let ggml = matrix(ty, rows, k, 7);
             let mut packed = ggml.clone();
-            repack_in_place(GgmlType::Q4_K, WeightLayout::Q4KX8, rows, k, &mut packed).unwrap();
+            repack_in_place(ty, layout, rows, k, &mut packed).unwrap();
             assert_ne!(packed, ggml);
-            let w = QuantMatrix::with_layout(GgmlType::Q4_K, rows, k, WeightLayout::Q4KX8, &packed)
-                .unwrap();
+            let w = QuantMatrix::with_layout(ty, rows, k, layout, &packed).unwrap();
             let mut back = vec![0u8; ggml.len()];
             unpack_rows(&w, 0, &mut back).unwrap();
-            assert_eq!(back, ggml, "{rows}×{k}");
+            assert_eq!(back, ggml, "{layout} {rows}×{k}");
             let row_bytes = w.row_bytes();
             let mut part = vec![0u8; 8 * row_bytes];
-            unpack_rows(&w, 8, &mut part).unwrap_or_else(|e| assert!(rows == 8, "{e}"));
-            if rows > 8 {
-                assert_eq!(part, ggml[8 * row_bytes..16 * row_bytes]);
-            }
+            unpack_rows(&w, rows - 8, &mut part).unwrap();
+            assert_eq!(
+                part,
+                ggml[(rows - 8) * row_bytes..],
+                "{layout} {rows}×{k}: last group"
+            );
         }
     }
 

@@ -169,19 +169,8 @@ pub(super) fn unpack_group(k: usize, group: &[u8], rows: &mut [u8]) {
 /// each group unpacked, then each row dotted by [`scalar::dot_q6_k`], so equal to it bit for
 /// bit.
 pub fn dot_q6_k_x8_portable(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
-    assert!(
-        out.len().is_multiple_of(8),
-        "group dot outputs: {}",
-        out.len()
-    );
     let row_bytes = k / QK_K * Q6K_BLOCK_BYTES;
-    let mut rows = vec![0u8; 8 * row_bytes];
-    for (group, out) in w.chunks_exact(8 * row_bytes).zip(out.chunks_exact_mut(8)) {
-        unpack_group(k, group, &mut rows);
-        for (row, v) in rows.chunks_exact(row_bytes).zip(out.iter_mut()) {
-            *v = scalar::dot_q6_k(k, row, a);
-        }
-    }
+    super::unpacked_group_dots(k, row_bytes, unpack_group, scalar::dot_q6_k, w, a, out);
 }
 
 const _: () = assert!(PIECES_AT + 16 * PIECE_BYTES == Q6K_X8_BLOCK_BYTES);
@@ -190,9 +179,9 @@ const _: () = assert!(PIECES_AT + 16 * PIECE_BYTES == Q6K_X8_BLOCK_BYTES);
 mod tests {
     use super::*;
     use crate::GgmlType;
-    use crate::kernels::repack::tests::{matrix, quantized};
-    use crate::kernels::repack::{WeightLayout, repack_in_place, unpack_rows};
-    use crate::kernels::{KernelError, QuantMatrix};
+    use crate::kernels::KernelError;
+    use crate::kernels::repack::tests::{assert_round_trip, matrix, quantized};
+    use crate::kernels::repack::{WeightLayout, repack_in_place};
 
     fn q6_k_matrix(rows: usize, k: usize, seed: u32) -> Vec<u8> {
         matrix(GgmlType::Q6_K, rows, k, seed)
@@ -200,25 +189,11 @@ mod tests {
 
     #[test]
     fn repacking_then_unpacking_gives_the_rows_back() {
-        let layout = WeightLayout::Q6KX8;
-        for (rows, k) in [(8, 256), (16, 512), (24, 768)] {
-            let ggml = q6_k_matrix(rows, k, 7);
-            let mut packed = ggml.clone();
-            repack_in_place(GgmlType::Q6_K, layout, rows, k, &mut packed).unwrap();
-            assert_ne!(packed, ggml);
-            let w = QuantMatrix::with_layout(GgmlType::Q6_K, rows, k, layout, &packed).unwrap();
-            let mut back = vec![0u8; ggml.len()];
-            unpack_rows(&w, 0, &mut back).unwrap();
-            assert_eq!(back, ggml, "{rows}×{k}");
-            let row_bytes = w.row_bytes();
-            let mut part = vec![0u8; 8 * row_bytes];
-            unpack_rows(&w, rows - 8, &mut part).unwrap();
-            assert_eq!(
-                part,
-                ggml[(rows - 8) * row_bytes..],
-                "{rows}×{k}: last group"
-            );
-        }
+        assert_round_trip(
+            GgmlType::Q6_K,
+            WeightLayout::Q6KX8,
+            &[(8, 256), (16, 512), (24, 768)],
+        );
     }
 
     #[test]

@@ -70,28 +70,17 @@ pub(super) fn unpack_group(k: usize, group: &[u8], rows: &mut [u8]) {
 /// as it is: each group unpacked, then each row dotted by [`scalar::dot_q8_0`], so equal to it
 /// bit for bit.
 pub fn dot_q8_0_x8_portable(k: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
-    assert!(
-        out.len().is_multiple_of(8),
-        "group dot outputs: {}",
-        out.len()
-    );
     let row_bytes = k / QK8_0 * Q8_0_BLOCK_BYTES;
-    let mut rows = vec![0u8; 8 * row_bytes];
-    for (group, out) in w.chunks_exact(8 * row_bytes).zip(out.chunks_exact_mut(8)) {
-        unpack_group(k, group, &mut rows);
-        for (row, v) in rows.chunks_exact(row_bytes).zip(out.iter_mut()) {
-            *v = scalar::dot_q8_0(k, row, a);
-        }
-    }
+    super::unpacked_group_dots(k, row_bytes, unpack_group, scalar::dot_q8_0, w, a, out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::GgmlType;
-    use crate::kernels::repack::tests::{matrix, quantized};
-    use crate::kernels::repack::{WeightLayout, preferred_layout, repack_in_place, unpack_rows};
-    use crate::kernels::{KernelError, QuantMatrix};
+    use crate::kernels::KernelError;
+    use crate::kernels::repack::tests::{assert_round_trip, matrix, quantized};
+    use crate::kernels::repack::{WeightLayout, preferred_layout, repack_in_place};
 
     const LAYOUT: WeightLayout = WeightLayout::Q8_0X8;
 
@@ -120,24 +109,7 @@ mod tests {
     #[test]
     fn repacking_then_unpacking_gives_the_rows_back() {
         // k = 32 and 96: one and three blocks, not whole 256-element super-blocks.
-        for (rows, k) in [(8, 32), (16, 96), (24, 4128)] {
-            let ggml = q8_0_matrix(rows, k, 7);
-            let mut packed = ggml.clone();
-            repack_in_place(GgmlType::Q8_0, LAYOUT, rows, k, &mut packed).unwrap();
-            assert_ne!(packed, ggml);
-            let w = QuantMatrix::with_layout(GgmlType::Q8_0, rows, k, LAYOUT, &packed).unwrap();
-            let mut back = vec![0u8; ggml.len()];
-            unpack_rows(&w, 0, &mut back).unwrap();
-            assert_eq!(back, ggml, "{rows}×{k}");
-            let row_bytes = w.row_bytes();
-            let mut part = vec![0u8; 8 * row_bytes];
-            unpack_rows(&w, rows - 8, &mut part).unwrap();
-            assert_eq!(
-                part,
-                ggml[(rows - 8) * row_bytes..],
-                "{rows}×{k}: last group"
-            );
-        }
+        assert_round_trip(GgmlType::Q8_0, LAYOUT, &[(8, 32), (16, 96), (24, 4128)]);
     }
 
     /// Blocks 0 and 2's bytes, by the table in the module docs.
